@@ -1,0 +1,240 @@
+"""The HTTP policy every API connector shares.
+
+One table decides what each response status means (succeed, retry, wait for the rate
+limit, refresh credentials once, or hand the response to the connector), so that
+connectors only deal with the API's meaning. Transport errors and timeouts are retried
+with exponential backoff and full jitter; `Retry-After` and rate-limit headers are honoured.
+Every request is checked against the host allow-list first, so a DataSyncConnection cannot
+point Datasync at an address it should not reach.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from datasync.connector import AppUnreachableError, AuthenticationError, RetriableError
+
+log = logging.getLogger(__name__)
+
+ALLOWED_HOSTS_ENV = "DATASYNC_ALLOWED_HOSTS"
+ALLOW_LOCAL_ENV = "DATASYNC_ALLOW_SANDBOX_URLS"
+
+
+class Action(Enum):
+    SUCCEED = "succeed"
+    RETRY = "retry"
+    RATE_LIMITED = "rate_limited"
+    REAUTHENTICATE = "reauthenticate"
+    RETURN = "return"  # the connector reads the error body (per-record errors, 404 ...)
+
+
+STATUS_ACTIONS: Mapping[int, Action] = {
+    401: Action.REAUTHENTICATE,
+    408: Action.RETRY,
+    425: Action.RETRY,
+    429: Action.RATE_LIMITED,
+    500: Action.RETRY,
+    502: Action.RETRY,
+    503: Action.RETRY,
+    504: Action.RETRY,
+}
+
+
+def action_for(status: int) -> Action:
+    if 200 <= status < 300:
+        return Action.SUCCEED
+    return STATUS_ACTIONS.get(status, Action.RETURN)
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    # A Retry-After longer than this is not waited for: the records are reported as
+    # RateLimited and picked up by the next run instead of holding the Job.
+    max_rate_limit_wait: float = 120.0
+
+    def backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
+
+
+@dataclass
+class HostPolicy:
+    """Which hosts outbound requests may reach."""
+
+    allowed: tuple[str, ...] = ()
+    allow_local: bool = False
+
+    @classmethod
+    def from_environment(cls, defaults: tuple[str, ...]) -> HostPolicy:
+        extra = tuple(
+            host.strip().lower()
+            for host in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",")
+            if host.strip()
+        )
+        allow_local = os.environ.get(ALLOW_LOCAL_ENV, "").lower() in {"1", "true", "yes"}
+        return cls(allowed=defaults + extra, allow_local=allow_local)
+
+    def permits(self, url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        if self.allow_local and host in {"localhost", "127.0.0.1", "::1"}:
+            return True
+        return any(_host_matches(host, pattern) for pattern in self.allowed)
+
+    def check(self, url: str, setting: str = "baseUrl") -> None:
+        if not self.permits(url):
+            host = urlsplit(url).hostname or url
+            from datasync.connector import ConfigurationError
+
+            raise ConfigurationError(
+                f"host {host!r} is not allowed for this connector; use the app's official "
+                f"API host, or add it to the operator's allowedHosts ({ALLOWED_HOSTS_ENV}); "
+                f"local sandbox URLs need {ALLOW_LOCAL_ENV}=true",
+                field=setting,
+            )
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    pattern = pattern.lower()
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """Seconds to wait, from Retry-After or the app's rate-limit headers."""
+    value = response.headers.get("Retry-After")
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            return None
+    interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+    remaining = response.headers.get("X-HubSpot-RateLimit-Remaining")
+    if interval and remaining == "0":
+        try:
+            return int(interval) / 1000
+        except ValueError:
+            return None
+    return None
+
+
+TokenProvider = Callable[[bool], Awaitable[Mapping[str, str]]]
+"""Returns auth headers; called with True to force a fresh token after a 401."""
+
+
+@dataclass
+class ApiClient:
+    """An httpx client with the shared policy. One per connector instance."""
+
+    base_url: str
+    auth_headers: TokenProvider | None = None
+    hosts: HostPolicy = field(default_factory=HostPolicy)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float = 30.0
+    calls: int = 0
+    app: str = "the app"
+    verify: bool | str = True
+    _client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+                limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+                verify=os.environ.get("DATASYNC_CA_BUNDLE") or self.verify,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url.rstrip("/") + "/" + path.lstrip("/")
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        authenticated: bool = True,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request under the policy; returns a 2xx response or one the policy
+        hands back (Action.RETURN). Raises RetriableError, AuthenticationError or
+        AppUnreachableError when the policy gives up."""
+        url = self.url(path)
+        self.hosts.check(url)
+        reached = False
+        refreshed = False
+        last_problem = "no response"
+        attempt = 0
+        extra_headers = dict(kwargs.pop("headers", {}) or {})
+        while attempt < self.retry.attempts:
+            headers = dict(extra_headers)
+            if authenticated and self.auth_headers is not None:
+                headers.update(await self.auth_headers(False))
+            try:
+                self.calls += 1
+                response = await self.client().request(method, url, headers=headers, **kwargs)
+            except (httpx.TimeoutException, httpx.TransportError) as error:
+                last_problem = type(error).__name__
+                log.debug("%s %s: %s (attempt %d)", method, _path(url), last_problem, attempt)
+                await asyncio.sleep(self.retry.backoff(attempt))
+                attempt += 1
+                continue
+            reached = True
+            action = action_for(response.status_code)
+            if action in (Action.SUCCEED, Action.RETURN):
+                return response
+            if action is Action.REAUTHENTICATE:
+                if not authenticated or self.auth_headers is None or refreshed:
+                    raise AuthenticationError(
+                        f"{self.app} rejected the credentials (HTTP 401)"
+                    )
+                refreshed = True
+                await self.auth_headers(True)
+                continue
+            wait = retry_after_seconds(response)
+            last_problem = f"HTTP {response.status_code}"
+            if action is Action.RATE_LIMITED:
+                if wait is not None and wait > self.retry.max_rate_limit_wait:
+                    raise RetriableError(
+                        f"{self.app} rate limit: asked to wait {wait:.0f}s", reason="RateLimited"
+                    )
+                delay = wait if wait is not None else self.retry.backoff(attempt)
+            else:
+                delay = wait if wait is not None else self.retry.backoff(attempt)
+            log.debug("%s %s: %s, waiting %.2fs", method, _path(url), last_problem, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+        if not reached:
+            raise AppUnreachableError(
+                f"{self.app} could not be reached ({last_problem}); check the URL setting "
+                "and the network path"
+            )
+        reason = "RateLimited" if last_problem == "HTTP 429" else "AppUnavailable"
+        raise RetriableError(
+            f"{self.app} kept failing ({last_problem}) after {self.retry.attempts} attempts",
+            reason=reason,
+        )
+
+
+def _path(url: str) -> str:
+    """The path of a URL for logs: no query string (it may carry tokens or emails)."""
+    return urlsplit(url).path
