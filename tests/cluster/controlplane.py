@@ -137,17 +137,42 @@ class Pki:
         self.directory.mkdir(parents=True, exist_ok=True)
         d = self.directory
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
-                 "-subj", "/CN=datasync-test-ca", cwd=d)
-        sans = ",".join([
-            "IP:127.0.0.1", "IP:10.0.0.1", "DNS:localhost", "DNS:kubernetes",
-            "DNS:kubernetes.default", "DNS:kubernetes.default.svc",
-            "DNS:kubernetes.default.svc.cluster.local",
-        ])
-        self._issue("apiserver", "/CN=kube-apiserver", f"subjectAltName={sans}\n"
-                    "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature")
-        self._issue("admin", f"/O=system:masters/CN={ADMIN_USER}",
-                    "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature")
+        _openssl(
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=datasync-test-ca",
+            cwd=d,
+        )
+        sans = ",".join(
+            [
+                "IP:127.0.0.1",
+                "IP:10.0.0.1",
+                "DNS:localhost",
+                "DNS:kubernetes",
+                "DNS:kubernetes.default",
+                "DNS:kubernetes.default.svc",
+                "DNS:kubernetes.default.svc.cluster.local",
+            ]
+        )
+        self._issue(
+            "apiserver",
+            "/CN=kube-apiserver",
+            f"subjectAltName={sans}\n"
+            "extendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature",
+        )
+        self._issue(
+            "admin",
+            f"/O=system:masters/CN={ADMIN_USER}",
+            "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature",
+        )
         _openssl("genrsa", "-out", "sa.key", "2048", cwd=d)
         _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
 
@@ -155,23 +180,53 @@ class Pki:
         d = self.directory
         (d / f"{name}.ext").write_text(extensions + "\n")
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        _openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", subject, cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.crt", "-days", "3650",
-                 "-extfile", f"{name}.ext", cwd=d)
+        _openssl(
+            "req",
+            "-new",
+            *ec,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subject,
+            cwd=d,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "3650",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
 
 
-def kubeconfig_document(server: str, ca_file: Path, user: dict[str, str],
-                        namespace: str | None = None) -> dict[str, Any]:
+def kubeconfig_document(
+    server: str, ca_file: Path, user: dict[str, str], namespace: str | None = None
+) -> dict[str, Any]:
     context: dict[str, str] = {"cluster": "datasync-test", "user": "user"}
     if namespace:
         context["namespace"] = namespace
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "datasync-test", "cluster": {
-            "server": server, "certificate-authority": str(ca_file)}}],
+        "clusters": [
+            {
+                "name": "datasync-test",
+                "cluster": {"server": server, "certificate-authority": str(ca_file)},
+            }
+        ],
         "users": [{"name": "user", "user": user}],
         "contexts": [{"name": "datasync-test", "context": context}],
         "current-context": "datasync-test",
@@ -189,12 +244,17 @@ class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on loopback, free ports,
     temp data. Use start()/stop() or as a context manager."""
 
-    def __init__(self, bin_dir: Path | None = None, work_dir: Path | None = None,
-                 die_with_parent: bool = True) -> None:
+    def __init__(
+        self,
+        bin_dir: Path | None = None,
+        work_dir: Path | None = None,
+        die_with_parent: bool = True,
+    ) -> None:
         self.bin_dir = Path(bin_dir) if bin_dir else default_bin_dir()
         self._own_work_dir = work_dir is None
-        self.work_dir = Path(work_dir) if work_dir else Path(
-            tempfile.mkdtemp(prefix="datasync-cluster-"))
+        self.work_dir = (
+            Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="datasync-cluster-"))
+        )
         self.log_dir = self.work_dir / "logs"
         self.pki = Pki(self.work_dir / "pki")
         self.etcd_port = 0
@@ -267,36 +327,54 @@ class ControlPlane:
     def running(self) -> dict[str, int | None]:
         return {name: p.poll() for name, p in self._processes.items()}
 
-    def kubeconfig_for_token(self, token: str, path: Path | None = None,
-                             namespace: str | None = None) -> Path:
-        target = path or Path(tempfile.mkstemp(prefix="token-", suffix=".kubeconfig",
-                                               dir=self.work_dir)[1])
-        return write_kubeconfig(target, kubeconfig_document(
-            self.server, self.ca_file, {"token": token}, namespace))
+    def kubeconfig_for_token(
+        self, token: str, path: Path | None = None, namespace: str | None = None
+    ) -> Path:
+        target = path or Path(
+            tempfile.mkstemp(prefix="token-", suffix=".kubeconfig", dir=self.work_dir)[1]
+        )
+        return write_kubeconfig(
+            target, kubeconfig_document(self.server, self.ca_file, {"token": token}, namespace)
+        )
 
-    def kubeconfig_for_token_file(self, token_file: Path, path: Path,
-                                  namespace: str | None = None) -> Path:
-        return write_kubeconfig(path, kubeconfig_document(
-            self.server, self.ca_file, {"tokenFile": str(token_file)}, namespace))
+    def kubeconfig_for_token_file(
+        self, token_file: Path, path: Path, namespace: str | None = None
+    ) -> Path:
+        return write_kubeconfig(
+            path,
+            kubeconfig_document(
+                self.server, self.ca_file, {"tokenFile": str(token_file)}, namespace
+            ),
+        )
 
     def api_client(self, kubeconfig: Path | None = None) -> ApiClient:
         from kubernetes import client, config
 
         configuration = client.Configuration()
-        config.load_kube_config(config_file=str(kubeconfig or self.kubeconfig),
-                                client_configuration=configuration)
+        config.load_kube_config(
+            config_file=str(kubeconfig or self.kubeconfig), client_configuration=configuration
+        )
         configuration.connection_pool_maxsize = 16
         return client.ApiClient(configuration)
 
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
-                kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
-        command = [str(self.binary("kubectl")), "--kubeconfig",
-                   str(kubeconfig or self.kubeconfig), *args]
-        result = subprocess.run(command, capture_output=True, text=True, input=input,
-                                timeout=120)
+    def kubectl(
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        command = [
+            str(self.binary("kubectl")),
+            "--kubeconfig",
+            str(kubeconfig or self.kubeconfig),
+            *args,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, input=input, timeout=120)
         if check and result.returncode != 0:
             raise ControlPlaneError(
-                f"{' '.join(command)} exited {result.returncode}: {result.stderr}")
+                f"{' '.join(command)} exited {result.returncode}: {result.stderr}"
+            )
         return result
 
     def _is_cache_build(self) -> bool:
@@ -306,8 +384,12 @@ class ControlPlane:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
         try:
             self._processes[name] = subprocess.Popen(
-                [str(self._binaries[name]), *args], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.work_dir,
+                [str(self._binaries[name]), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.work_dir,
                 preexec_fn=_die_with_parent if self._die_with_parent else None,
             )
         finally:
@@ -317,51 +399,83 @@ class ControlPlane:
         peer = free_port()
         client_url = f"http://127.0.0.1:{self.etcd_port}"
         peer_url = f"http://127.0.0.1:{peer}"
-        self._spawn("etcd", [
-            "--name=datasync-test", f"--data-dir={self.work_dir / 'etcd'}",
-            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=datasync-test={peer_url}", "--unsafe-no-fsync=true",
-            "--log-level=warn", "--quota-backend-bytes=2147483648",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                "--name=datasync-test",
+                f"--data-dir={self.work_dir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=datasync-test={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+                "--quota-backend-bytes=2147483648",
+            ],
+        )
 
     def _start_apiserver(self) -> None:
         pki = self.pki
-        self._spawn("kube-apiserver", [
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.api_port}", f"--cert-dir={self.work_dir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
-            f"--client-ca-file={pki.ca_cert}", f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--authorization-mode=Node,RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            f"--api-audiences={SERVICE_ACCOUNT_ISSUER}", "--allow-privileged=true",
-            "--enable-priority-and-fairness=false", "--profiling=false",
-            "--endpoint-reconciler-type=none", "--v=1",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--cert-dir={self.work_dir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                f"--api-audiences={SERVICE_ACCOUNT_ISSUER}",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",
+                "--v=1",
+            ],
+        )
 
     def _start_controller_manager(self) -> None:
         pki = self.pki
         controllers = ",".join(["*", *(f"-{name}" for name in DISABLED_CONTROLLERS)])
-        self._spawn("kube-controller-manager", [
-            f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
-            f"--controllers={controllers}", "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}", f"--cert-dir={self.work_dir / 'kcm-certs'}",
-            f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}",
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--root-ca-file={pki.ca_cert}", "--use-service-account-credentials=false",
-            f"--cluster-signing-cert-file={pki.ca_cert}",
-            f"--cluster-signing-key-file={pki.ca_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false", "--v=1",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                f"--controllers={controllers}",
+                "--bind-address=127.0.0.1",
+                "--secure-port=0",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                "--use-service-account-credentials=false",
+                f"--cluster-signing-cert-file={pki.ca_cert}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
 
     def _write_admin_kubeconfig(self) -> None:
-        write_kubeconfig(self.kubeconfig, kubeconfig_document(
-            self.server, self.ca_file,
-            {"client-certificate": str(self.pki.admin_cert),
-             "client-key": str(self.pki.admin_key)}))
+        write_kubeconfig(
+            self.kubeconfig,
+            kubeconfig_document(
+                self.server,
+                self.ca_file,
+                {
+                    "client-certificate": str(self.pki.admin_cert),
+                    "client-key": str(self.pki.admin_key),
+                },
+            ),
+        )
 
     def _wait(self, deadline: float, what: str, probe: Any) -> None:
         while time.monotonic() < deadline:
@@ -376,12 +490,14 @@ class ControlPlane:
             if process.poll() is not None:
                 tail = _tail(self.log_dir / f"{name}.log")
                 raise ControlPlaneError(
-                    f"{name} exited with {process.returncode}; logs in {self.log_dir}:\n{tail}")
+                    f"{name} exited with {process.returncode}; logs in {self.log_dir}:\n{tail}"
+                )
 
     def _etcd_healthy(self) -> bool:
         try:
             with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.etcd_port}/health", timeout=2) as response:
+                f"http://127.0.0.1:{self.etcd_port}/health", timeout=2
+            ) as response:
                 return bool(json.loads(response.read()).get("health") == "true")
         except (OSError, ValueError):
             return False
@@ -393,8 +509,9 @@ class ControlPlane:
 
     def request(self, path: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(self.server + path, timeout=5,
-                                        context=self._ssl_context()) as response:
+            with urllib.request.urlopen(
+                self.server + path, timeout=5, context=self._ssl_context()
+            ) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
@@ -455,8 +572,9 @@ def _wait_for_signal() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the Datasync test control plane.")
     parser.add_argument("--no-pod-runner", action="store_true")
-    parser.add_argument("--selector", default=None,
-                        help="pod runner label selector ('' for all pods)")
+    parser.add_argument(
+        "--selector", default=None, help="pod runner label selector ('' for all pods)"
+    )
     options = parser.parse_args(argv)
     try:
         plane = ControlPlane().start()

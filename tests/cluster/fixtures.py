@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.controlplane import (
     CLUSTER_DIR,
@@ -28,7 +28,8 @@ LOG_ARCHIVE = Path(os.environ.get("DATASYNC_CLUSTER_LOG_DIR", CLUSTER_DIR / ".lo
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "integration: needs the real control plane (tests/cluster), always run in CI")
+        "markers", "integration: needs the real control plane (tests/cluster), always run in CI"
+    )
 
 
 def _session_failed(request: pytest.FixtureRequest) -> bool:
@@ -45,8 +46,7 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
     except ControlPlaneError as error:
         kept = plane.archive_logs(LOG_ARCHIVE) if plane.log_dir.exists() else None
         plane.stop()
-        pytest.fail(f"control plane failed to start: {error}\nlogs kept in {kept}",
-                    pytrace=False)
+        pytest.fail(f"control plane failed to start: {error}\nlogs kept in {kept}", pytrace=False)
     yield plane
     kept = plane.stop(keep_logs_in=LOG_ARCHIVE if _session_failed(request) else None)
     if kept is not None:
@@ -61,10 +61,12 @@ def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture(scope="session")
-def pod_runner(control_plane: ControlPlane,
-               request: pytest.FixtureRequest) -> Iterator[PodRunner]:
-    runner = PodRunner(control_plane.kubeconfig, label_selector=DEFAULT_SELECTOR,
-                       state_dir=control_plane.work_dir / "podrunner").start()
+def pod_runner(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[PodRunner]:
+    runner = PodRunner(
+        control_plane.kubeconfig,
+        label_selector=DEFAULT_SELECTOR,
+        state_dir=control_plane.work_dir / "podrunner",
+    ).start()
     yield runner
     runner.stop()
     if _session_failed(request) and runner.log_root.exists():
@@ -80,8 +82,9 @@ def _namespace_name(test_name: str) -> str:
     return f"t-{slug}-{uuid.uuid4().hex[:6]}"
 
 
-def wait_for_service_account(core: client.CoreV1Api, namespace: str, name: str = "default",
-                             timeout: float = 30.0) -> None:
+def wait_for_service_account(
+    core: client.CoreV1Api, namespace: str, name: str = "default", timeout: float = 30.0
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -97,8 +100,11 @@ def wait_for_service_account(core: client.CoreV1Api, namespace: str, name: str =
 def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Iterator[str]:
     core = client.CoreV1Api(kube_api)
     name = _namespace_name(request.node.name)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"datasync.test/ephemeral": "true"})))
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name=name, labels={"datasync.test/ephemeral": "true"})
+        )
+    )
     wait_for_service_account(core, name)
     yield name
     try:

@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,7 +26,7 @@ from urllib.parse import urlparse
 
 import yaml
 from kubernetes import client, config, watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 DEFAULT_SELECTOR = "app.kubernetes.io/managed-by=datasync"
 NODE_NAME = "podrunner"
@@ -62,8 +63,8 @@ def expand_references(value: str, variables: dict[str, str]) -> str:
         if value.startswith("$(", i):
             end = value.find(")", i + 2)
             if end != -1:
-                name = value[i + 2:end]
-                out.append(variables.get(name, value[i:end + 1]))
+                name = value[i + 2 : end]
+                out.append(variables.get(name, value[i : end + 1]))
                 i = end + 1
                 continue
         out.append(value[i])
@@ -130,8 +131,9 @@ class PodRunner:
         self._own_state_dir = state_dir is None
         self.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="datasync-podrunner-"))
         self.log_root = self.state_dir / "logs"
-        self._executor = ThreadPoolExecutor(max_workers=max_parallel,
-                                            thread_name_prefix="podrunner")
+        self._executor = ThreadPoolExecutor(
+            max_workers=max_parallel, thread_name_prefix="podrunner"
+        )
         self._cond = threading.Condition()
         self._claimed: set[str] = set()
         self._states: dict[str, PodState] = {}
@@ -152,14 +154,20 @@ class PodRunner:
         self.log_root.mkdir(parents=True, exist_ok=True)
         self._attach_log_file()
         configuration = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig),
-                                client_configuration=configuration)
+        config.load_kube_config(
+            config_file=str(self.kubeconfig), client_configuration=configuration
+        )
         configuration.connection_pool_maxsize = 32
         self._api = client.ApiClient(configuration)
         self._ensure_node()
-        for namespace in self.namespaces or [None]:
-            thread = threading.Thread(target=self._watch_loop, args=(namespace,),
-                                      name=f"podrunner-watch-{namespace or 'all'}", daemon=True)
+        scopes: list[str | None] = list(self.namespaces) if self.namespaces else [None]
+        for namespace in scopes:
+            thread = threading.Thread(
+                target=self._watch_loop,
+                args=(namespace,),
+                name=f"podrunner-watch-{namespace or 'all'}",
+                daemon=True,
+            )
             thread.start()
             self._threads.append(thread)
         return self
@@ -213,8 +221,11 @@ class PodRunner:
         self._log_handler = handler
 
     def _ensure_node(self) -> None:
-        labels = {"kubernetes.io/hostname": self.node_name, "kubernetes.io/os": "linux",
-                  "kubernetes.io/arch": "amd64"}
+        labels = {
+            "kubernetes.io/hostname": self.node_name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+        }
         node = client.V1Node(metadata=client.V1ObjectMeta(name=self.node_name, labels=labels))
         try:
             self.core.create_node(node)
@@ -223,19 +234,41 @@ class PodRunner:
                 raise
         stamp = now_rfc3339()
         resources = {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"}
-        self.core.patch_node_status(self.node_name, {"status": {
-            "capacity": resources, "allocatable": resources,
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+        self.core.patch_node_status(
+            self.node_name,
+            {
+                "status": {
+                    "capacity": resources,
+                    "allocatable": resources,
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "KubeletReady",
                             "message": "podrunner is posting ready status",
-                            "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
-                          {"type": "Hostname", "address": self.node_name}],
-            "nodeInfo": {"kubeletVersion": "podrunner", "operatingSystem": "linux",
-                         "architecture": "amd64", "machineID": "", "systemUUID": "",
-                         "bootID": "", "kernelVersion": "", "osImage": "podrunner",
-                         "containerRuntimeVersion": "podrunner://local",
-                         "kubeProxyVersion": ""},
-        }})
+                            "lastHeartbeatTime": stamp,
+                            "lastTransitionTime": stamp,
+                        }
+                    ],
+                    "addresses": [
+                        {"type": "InternalIP", "address": "127.0.0.1"},
+                        {"type": "Hostname", "address": self.node_name},
+                    ],
+                    "nodeInfo": {
+                        "kubeletVersion": "podrunner",
+                        "operatingSystem": "linux",
+                        "architecture": "amd64",
+                        "machineID": "",
+                        "systemUUID": "",
+                        "bootID": "",
+                        "kernelVersion": "",
+                        "osImage": "podrunner",
+                        "containerRuntimeVersion": "podrunner://local",
+                        "kubeProxyVersion": "",
+                    },
+                }
+            },
+        )
 
     def _list_and_watch_args(self, namespace: str | None) -> tuple[Callable[..., Any], Json]:
         kwargs: Json = {}
@@ -272,8 +305,13 @@ class PodRunner:
                 self._on_pod("ADDED", self._to_dict(pod))
             resource_version = listing.metadata.resource_version
         stream = watch.Watch()
-        for event in stream.stream(list_fn, resource_version=resource_version,
-                                   timeout_seconds=5, allow_watch_bookmarks=True, **kwargs):
+        for event in stream.stream(
+            list_fn,
+            resource_version=resource_version,
+            timeout_seconds=5,
+            allow_watch_bookmarks=True,
+            **kwargs,
+        ):
             if self._stopping.is_set():
                 stream.stop()
                 break
@@ -338,13 +376,18 @@ class PodRunner:
         meta = pod["metadata"]
         try:
             self.core.delete_namespaced_pod(
-                meta["name"], meta["namespace"], grace_period_seconds=0,
-                body=client.V1DeleteOptions(grace_period_seconds=0,
-                                            preconditions=client.V1Preconditions(uid=meta["uid"])))
+                meta["name"],
+                meta["namespace"],
+                grace_period_seconds=0,
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+                ),
+            )
         except ApiException as error:
             if error.status not in (404, 409):
-                self.log.warning("force delete of %s/%s failed: %s",
-                                 meta["namespace"], meta["name"], error)
+                self.log.warning(
+                    "force delete of %s/%s failed: %s", meta["namespace"], meta["name"], error
+                )
 
     def _run_pod_guarded(self, pod: Json) -> None:
         meta = pod["metadata"]
@@ -398,17 +441,20 @@ class PodRunner:
         meta = pod["metadata"]
         body = client.V1Binding(
             metadata=client.V1ObjectMeta(name=meta["name"], uid=meta["uid"]),
-            target=client.V1ObjectReference(api_version="v1", kind="Node", name=self.node_name))
+            target=client.V1ObjectReference(api_version="v1", kind="Node", name=self.node_name),
+        )
         try:
-            self.core.create_namespaced_pod_binding(meta["name"], meta["namespace"], body,
-                                                    _preload_content=False)
+            self.core.create_namespaced_pod_binding(
+                meta["name"], meta["namespace"], body, _preload_content=False
+            )
         except ApiException as error:
             if error.status != 409:
                 raise
         self.log.info("bound %s/%s to %s", meta["namespace"], meta["name"], self.node_name)
 
-    def _prepare_until_ready(self, pod: Json, state: PodState, started_at: str,
-                             deadline: float | None) -> Launch | None:
+    def _prepare_until_ready(
+        self, pod: Json, state: PodState, started_at: str, deadline: float | None
+    ) -> Launch | None:
         reported = ""
         while True:
             try:
@@ -416,8 +462,14 @@ class PodRunner:
             except PodSetupError as error:
                 message = str(error)
                 if error.permanent:
-                    self._report_terminal(pod, started_at, exit_code=128, reason="StartError",
-                                          message=message, pod_reason="UnsupportedByPodRunner")
+                    self._report_terminal(
+                        pod,
+                        started_at,
+                        exit_code=128,
+                        reason="StartError",
+                        message=message,
+                        pod_reason="UnsupportedByPodRunner",
+                    )
                     return None
                 if message != reported:
                     self.log.info("pod %s/%s waiting: %s", state.namespace, state.name, message)
@@ -427,8 +479,14 @@ class PodRunner:
                 self._finish_killed(pod, state)
                 return None
             if deadline is not None and time.time() > deadline:
-                self._report_terminal(pod, started_at, exit_code=137, reason="Error",
-                                      message=DEADLINE_MESSAGE, pod_reason="DeadlineExceeded")
+                self._report_terminal(
+                    pod,
+                    started_at,
+                    exit_code=137,
+                    reason="Error",
+                    message=DEADLINE_MESSAGE,
+                    pod_reason="DeadlineExceeded",
+                )
                 return None
             state.wake.wait(1.0)
 
@@ -437,12 +495,14 @@ class PodRunner:
         container = spec["containers"][0]
         command = list(container.get("command") or [])
         if not command:
-            raise PodSetupError("podrunner needs an explicit container `command` (no images)",
-                                permanent=True)
+            raise PodSetupError(
+                "podrunner needs an explicit container `command` (no images)", permanent=True
+            )
         volumes = self._materialize_volumes(pod, state.root / "volumes")
         mounts = self._mounts(container, volumes)
         termination_path = container.get("terminationMessagePath") or (
-            DEFAULT_TERMINATION_MESSAGE_PATH)
+            DEFAULT_TERMINATION_MESSAGE_PATH
+        )
         termination_file = state.root / "termination-log"
         termination_file.write_bytes(b"")
         mounts[termination_path] = termination_file
@@ -451,8 +511,10 @@ class PodRunner:
         env = self._base_env(pod, state, mounts)
         env.update({key: rewrite(value) for key, value in container_env.items()})
         env.update(self.extra_env)
-        argv = [rewrite(expand_references(arg, container_env))
-                for arg in command + list(container.get("args") or [])]
+        argv = [
+            rewrite(expand_references(arg, container_env))
+            for arg in command + list(container.get("args") or [])
+        ]
         workdir = state.root / "workdir"
         workdir.mkdir(exist_ok=True)
         return Launch(argv, env, workdir, termination_file)
@@ -470,8 +532,12 @@ class PodRunner:
         return mounts
 
     def _base_env(self, pod: Json, state: PodState, mounts: dict[str, Path]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")
+        }
+        env["PATH"] = _path_with_interpreter_dir(env.get("PATH", os.defpath))
         env["HOSTNAME"] = pod["metadata"]["name"]
         if self._automount(pod):
             env.update(self._service_account_env(pod, state, mounts))
@@ -483,14 +549,14 @@ class PodRunner:
             return bool(explicit)
         name = pod["spec"].get("serviceAccountName") or "default"
         try:
-            account = self.core.read_namespaced_service_account(name,
-                                                                pod["metadata"]["namespace"])
+            account = self.core.read_namespaced_service_account(name, pod["metadata"]["namespace"])
         except ApiException as error:
             raise PodSetupError(f"serviceaccount {name} not readable: {error.reason}") from error
         return account.automount_service_account_token is not False
 
-    def _service_account_env(self, pod: Json, state: PodState,
-                             mounts: dict[str, Path]) -> dict[str, str]:
+    def _service_account_env(
+        self, pod: Json, state: PodState, mounts: dict[str, Path]
+    ) -> dict[str, str]:
         sa_dir = mounts.get(SA_MOUNT_PATH)
         if sa_dir is None or not (sa_dir / "token").exists():
             sa_dir = state.root / "serviceaccount"
@@ -506,20 +572,35 @@ class PodRunner:
         server = self._api.configuration.host
         kubeconfig = state.root / "kubeconfig"
         document = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "pod",
-            "clusters": [{"name": "cluster", "cluster": {
-                "server": server, "certificate-authority": str(ca_file)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "pod",
+            "clusters": [
+                {
+                    "name": "cluster",
+                    "cluster": {"server": server, "certificate-authority": str(ca_file)},
+                }
+            ],
             "users": [{"name": "sa", "user": {"tokenFile": str(sa_dir / "token")}}],
-            "contexts": [{"name": "pod", "context": {
-                "cluster": "cluster", "user": "sa",
-                "namespace": pod["metadata"]["namespace"]}}],
+            "contexts": [
+                {
+                    "name": "pod",
+                    "context": {
+                        "cluster": "cluster",
+                        "user": "sa",
+                        "namespace": pod["metadata"]["namespace"],
+                    },
+                }
+            ],
         }
         kubeconfig.write_text(yaml.safe_dump(document))
         parsed = urlparse(server)
-        return {"KUBECONFIG": str(kubeconfig),
-                "KUBERNETES_SERVICE_HOST": parsed.hostname or "127.0.0.1",
-                "KUBERNETES_SERVICE_PORT": str(parsed.port or 443),
-                "KUBERNETES_SERVICE_PORT_HTTPS": str(parsed.port or 443)}
+        return {
+            "KUBECONFIG": str(kubeconfig),
+            "KUBERNETES_SERVICE_HOST": parsed.hostname or "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(parsed.port or 443),
+            "KUBERNETES_SERVICE_PORT_HTTPS": str(parsed.port or 443),
+        }
 
     def _cluster_ca(self) -> Path:
         assert self._api is not None
@@ -528,18 +609,27 @@ class PodRunner:
     def _token(self, pod: Json, audience: str | None, expiration: int | None) -> str:
         meta = pod["metadata"]
         account = pod["spec"].get("serviceAccountName") or "default"
-        request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
-            audiences=[audience] if audience else [],
-            expiration_seconds=expiration or 3600,
-            bound_object_ref=client.V1BoundObjectReference(
-                api_version="v1", kind="Pod", name=meta["name"], uid=meta["uid"])))
+        request = client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(
+                audiences=[audience] if audience else [],
+                expiration_seconds=expiration or 3600,
+                bound_object_ref=client.V1BoundObjectReference(
+                    api_version="v1", kind="Pod", name=meta["name"], uid=meta["uid"]
+                ),
+            )
+        )
         try:
             response = self.core.create_namespaced_service_account_token(
-                account, meta["namespace"], request)
+                account, meta["namespace"], request
+            )
         except ApiException as error:
-            raise PodSetupError(f"TokenRequest for serviceaccount {account} failed: "
-                                f"{error.reason}") from error
-        return str(response.status.token)
+            raise PodSetupError(
+                f"TokenRequest for serviceaccount {account} failed: {error.reason}"
+            ) from error
+        status = response.status
+        if status is None or not status.token:
+            raise PodSetupError(f"TokenRequest for serviceaccount {account} returned no token")
+        return str(status.token)
 
     def _materialize_volumes(self, pod: Json, root: Path) -> dict[str, Path]:
         result: dict[str, Path] = {}
@@ -567,8 +657,9 @@ class PodRunner:
             files = self._projected_files(pod, volume["projected"].get("sources") or [])
         else:
             kinds = sorted(set(volume) - {"name"})
-            raise PodSetupError(f"volume {volume['name']}: type {kinds} not supported by podrunner",
-                                permanent=True)
+            raise PodSetupError(
+                f"volume {volume['name']}: type {kinds} not supported by podrunner", permanent=True
+            )
         _write_files(target, files)
         return target
 
@@ -590,8 +681,7 @@ class PodRunner:
             raise PodSetupError(f'secret "{name}" not found') from error
         return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
 
-    def _configmap_data(self, namespace: str, name: str,
-                        optional: bool) -> dict[str, bytes] | None:
+    def _configmap_data(self, namespace: str, name: str, optional: bool) -> dict[str, bytes] | None:
         try:
             config_map = self.core.read_namespaced_config_map(name, namespace)
         except ApiException as error:
@@ -614,8 +704,9 @@ class PodRunner:
         files: dict[str, bytes] = {}
         for item in items:
             if "fieldRef" not in item:
-                raise PodSetupError("downwardAPI resourceFieldRef not supported by podrunner",
-                                    permanent=True)
+                raise PodSetupError(
+                    "downwardAPI resourceFieldRef not supported by podrunner", permanent=True
+                )
             files[item["path"]] = field_value(pod, item["fieldRef"]["fieldPath"]).encode()
         return files
 
@@ -624,21 +715,29 @@ class PodRunner:
         files: dict[str, bytes] = {}
         for source in sources:
             if "secret" in source:
-                files.update(self._secret_files(namespace, source["secret"].get("name", ""),
-                                                source["secret"]))
+                files.update(
+                    self._secret_files(
+                        namespace, source["secret"].get("name", ""), source["secret"]
+                    )
+                )
             elif "configMap" in source:
-                files.update(self._configmap_files(
-                    namespace, source["configMap"].get("name", ""), source["configMap"]))
+                files.update(
+                    self._configmap_files(
+                        namespace, source["configMap"].get("name", ""), source["configMap"]
+                    )
+                )
             elif "downwardAPI" in source:
                 files.update(self._downward_files(pod, source["downwardAPI"].get("items") or []))
             elif "serviceAccountToken" in source:
                 token_source = source["serviceAccountToken"]
-                token = self._token(pod, token_source.get("audience"),
-                                    token_source.get("expirationSeconds"))
+                token = self._token(
+                    pod, token_source.get("audience"), token_source.get("expirationSeconds")
+                )
                 files[token_source["path"]] = token.encode()
             else:
-                raise PodSetupError(f"projected source {sorted(source)} not supported",
-                                    permanent=True)
+                raise PodSetupError(
+                    f"projected source {sorted(source)} not supported", permanent=True
+                )
         return files
 
     def _container_env(self, pod: Json, container: Json) -> dict[str, str]:
@@ -666,8 +765,10 @@ class PodRunner:
         namespace = pod["metadata"]["namespace"]
         if "fieldRef" in source:
             return field_value(pod, source["fieldRef"]["fieldPath"])
-        for kind, loader in (("secretKeyRef", self._secret_data),
-                             ("configMapKeyRef", self._configmap_data)):
+        for kind, loader in (
+            ("secretKeyRef", self._secret_data),
+            ("configMapKeyRef", self._configmap_data),
+        ):
             if kind in source:
                 ref = source[kind]
                 optional = bool(ref.get("optional"))
@@ -677,23 +778,32 @@ class PodRunner:
                         return None
                     raise PodSetupError(f"couldn't find key {ref['key']} in {kind} {ref['name']}")
                 return data[ref["key"]].decode(errors="replace")
-        raise PodSetupError(f"env {var['name']}: {sorted(source)} not supported by podrunner",
-                            permanent=True)
+        raise PodSetupError(
+            f"env {var['name']}: {sorted(source)} not supported by podrunner", permanent=True
+        )
 
-    def _execute(self, pod: Json, state: PodState, launch: Launch, started_at: str,
-                 deadline: float | None) -> None:
+    def _execute(
+        self, pod: Json, state: PodState, launch: Launch, started_at: str, deadline: float | None
+    ) -> None:
         with open(state.log_path, "ab") as log:
             try:
                 state.process = subprocess.Popen(
-                    launch.argv, env=launch.env, cwd=launch.cwd, stdout=log,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                    launch.argv,
+                    env=launch.env,
+                    cwd=launch.cwd,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             except OSError as error:
                 message = f"failed to start {launch.argv[0]!r}: {error}"
                 log.write(f"podrunner: {message}\n".encode())
                 self._report_terminal(pod, started_at, 128, "StartError", message)
                 return
-        self.log.info("started %s/%s pid %s: %s", state.namespace, state.name,
-                      state.process.pid, launch.argv)
+        self.log.info(
+            "started %s/%s pid %s: %s", state.namespace, state.name, state.process.pid, launch.argv
+        )
         self._report_running(pod, started_at, state.process.pid)
         exit_code = self._supervise(pod, state, deadline)
         if state.kill_reason in ("Deleted", "Stopped"):
@@ -701,8 +811,15 @@ class PodRunner:
             return
         message = self._termination_message(pod, launch.termination_file, state, exit_code)
         if state.kill_reason == "DeadlineExceeded":
-            self._report_terminal(pod, started_at, exit_code, "Error", message or DEADLINE_MESSAGE,
-                                  pod_reason="DeadlineExceeded", pod_message=DEADLINE_MESSAGE)
+            self._report_terminal(
+                pod,
+                started_at,
+                exit_code,
+                "Error",
+                message or DEADLINE_MESSAGE,
+                pod_reason="DeadlineExceeded",
+                pod_message=DEADLINE_MESSAGE,
+            )
             return
         reason = "Completed" if exit_code == 0 else "Error"
         self._report_terminal(pod, started_at, exit_code, reason, message)
@@ -737,8 +854,7 @@ class PodRunner:
             _signal_group(process.pid, signal.SIGKILL)
             process.wait()
 
-    def _termination_message(self, pod: Json, path: Path, state: PodState,
-                             exit_code: int) -> str:
+    def _termination_message(self, pod: Json, path: Path, state: PodState, exit_code: int) -> str:
         try:
             data = path.read_bytes()[:MAX_TERMINATION_MESSAGE]
         except OSError:
@@ -754,12 +870,19 @@ class PodRunner:
         if state.kill_reason == "Deleted":
             self._force_delete(pod)
 
-    def _container_status(self, pod: Json, state: Json, ready: bool, started: bool,
-                          container_id: str | None = None) -> Json:
+    def _container_status(
+        self, pod: Json, state: Json, ready: bool, started: bool, container_id: str | None = None
+    ) -> Json:
         container = pod["spec"]["containers"][0]
-        status: Json = {"name": container["name"], "image": container.get("image", ""),
-                        "imageID": f"podrunner://{container.get('image', '')}",
-                        "ready": ready, "started": started, "restartCount": 0, "state": state}
+        status: Json = {
+            "name": container["name"],
+            "image": container.get("image", ""),
+            "imageID": f"podrunner://{container.get('image', '')}",
+            "ready": ready,
+            "started": started,
+            "restartCount": 0,
+            "state": state,
+        }
         if container_id:
             status["containerID"] = container_id
         return status
@@ -767,69 +890,115 @@ class PodRunner:
     def _patch_status(self, pod: Json, status: Json) -> None:
         meta = pod["metadata"]
         try:
-            self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"],
-                                                  {"status": status})
+            self.core.patch_namespaced_pod_status(
+                meta["name"], meta["namespace"], {"status": status}
+            )
         except ApiException as error:
             if error.status != 404:
-                self.log.warning("status update for %s/%s failed: %s %s", meta["namespace"],
-                                 meta["name"], error.status, error.body)
+                self.log.warning(
+                    "status update for %s/%s failed: %s %s",
+                    meta["namespace"],
+                    meta["name"],
+                    error.status,
+                    error.body,
+                )
 
     def _report_waiting(self, pod: Json, started_at: str, reason: str, message: str) -> None:
         waiting = {"waiting": {"reason": reason, "message": message}}
-        self._patch_status(pod, {
-            "phase": "Pending", "startTime": started_at,
-            "conditions": _conditions(started_at, ready=False, reason="ContainersNotReady"),
-            "containerStatuses": [self._container_status(pod, waiting, False, False)]})
+        self._patch_status(
+            pod,
+            {
+                "phase": "Pending",
+                "startTime": started_at,
+                "conditions": _conditions(started_at, ready=False, reason="ContainersNotReady"),
+                "containerStatuses": [self._container_status(pod, waiting, False, False)],
+            },
+        )
 
     def _report_running(self, pod: Json, started_at: str, pid: int) -> None:
         running = {"running": {"startedAt": started_at}}
-        self._patch_status(pod, {
-            "phase": "Running", "startTime": started_at,
-            "conditions": _conditions(started_at, ready=True),
-            "containerStatuses": [self._container_status(pod, running, True, True,
-                                                         f"podrunner://{pid}")]})
+        self._patch_status(
+            pod,
+            {
+                "phase": "Running",
+                "startTime": started_at,
+                "conditions": _conditions(started_at, ready=True),
+                "containerStatuses": [
+                    self._container_status(pod, running, True, True, f"podrunner://{pid}")
+                ],
+            },
+        )
 
-    def _report_terminal(self, pod: Json, started_at: str, exit_code: int, reason: str,
-                         message: str, pod_reason: str | None = None,
-                         pod_message: str | None = None) -> None:
-        terminated: Json = {"exitCode": exit_code, "reason": reason,
-                            "startedAt": started_at, "finishedAt": now_rfc3339()}
+    def _report_terminal(
+        self,
+        pod: Json,
+        started_at: str,
+        exit_code: int,
+        reason: str,
+        message: str,
+        pod_reason: str | None = None,
+        pod_message: str | None = None,
+    ) -> None:
+        terminated: Json = {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": started_at,
+            "finishedAt": now_rfc3339(),
+        }
         if message:
             terminated["message"] = message
         status: Json = {
             "phase": "Succeeded" if exit_code == 0 and pod_reason is None else "Failed",
             "startTime": started_at,
             "conditions": _conditions(started_at, ready=False, reason="PodCompleted"),
-            "containerStatuses": [self._container_status(
-                pod, {"terminated": terminated}, False, False)]}
+            "containerStatuses": [
+                self._container_status(pod, {"terminated": terminated}, False, False)
+            ],
+        }
         if pod_reason:
             status["reason"] = pod_reason
             status["message"] = pod_message or message
         self._patch_status(pod, status)
-        self.log.info("pod %s/%s -> %s (exit %s)", pod["metadata"]["namespace"],
-                      pod["metadata"]["name"], status["phase"], exit_code)
+        self.log.info(
+            "pod %s/%s -> %s (exit %s)",
+            pod["metadata"]["namespace"],
+            pod["metadata"]["name"],
+            status["phase"],
+            exit_code,
+        )
 
 
 def _conditions(at: str, ready: bool, reason: str | None = None) -> list[Json]:
     def condition(kind: str, value: bool) -> Json:
-        result: Json = {"type": kind, "status": "True" if value else "False",
-                        "lastTransitionTime": at, "lastProbeTime": None}
+        result: Json = {
+            "type": kind,
+            "status": "True" if value else "False",
+            "lastTransitionTime": at,
+            "lastProbeTime": None,
+        }
         if not value and reason:
             result["reason"] = reason
         return result
 
-    return [condition("PodScheduled", True), condition("Initialized", True),
-            condition("PodReadyToStartContainers", True),
-            condition("ContainersReady", ready), condition("Ready", ready)]
+    return [
+        condition("PodScheduled", True),
+        condition("Initialized", True),
+        condition("PodReadyToStartContainers", True),
+        condition("ContainersReady", ready),
+        condition("Ready", ready),
+    ]
 
 
 def field_value(pod: Json, path: str) -> str:
     meta, spec = pod["metadata"], pod["spec"]
     simple = {
-        "metadata.name": meta.get("name", ""), "metadata.namespace": meta.get("namespace", ""),
-        "metadata.uid": meta.get("uid", ""), "spec.nodeName": spec.get("nodeName", NODE_NAME),
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""),
+        "spec.nodeName": spec.get("nodeName", NODE_NAME),
         "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-        "status.hostIP": "127.0.0.1", "status.podIP": "127.0.0.1",
+        "status.hostIP": "127.0.0.1",
+        "status.podIP": "127.0.0.1",
     }
     if path in simple:
         return str(simple[path])
@@ -858,6 +1027,12 @@ def _write_files(target: Path, files: dict[str, bytes]) -> None:
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
+
+
+def _path_with_interpreter_dir(path: str) -> str:
+    interpreter_dir = str(Path(sys.executable).parent)
+    entries = path.split(os.pathsep)
+    return path if interpreter_dir in entries else os.pathsep.join([interpreter_dir, *entries])
 
 
 def _signal_group(pid: int, sig: int) -> None:

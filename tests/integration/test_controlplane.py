@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.controlplane import ControlPlane, MissingBinariesError, check_binaries
 from tests.cluster.podrunner import DEFAULT_SELECTOR, PodRunner
@@ -23,8 +23,12 @@ GROUP = "test.datasync.io"
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "condition",
-             interval: float = 0.2) -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float = 60.0,
+    what: str = "condition",
+    interval: float = 0.2,
+) -> T:
     deadline = time.monotonic() + timeout
     while True:
         result = probe()
@@ -42,10 +46,12 @@ def widget_crd(plural: str) -> dict[str, Any]:
             "spec": {
                 "type": "object",
                 "required": ["size"],
-                "x-kubernetes-validations": [{
-                    "rule": "self.minReplicas <= self.maxReplicas",
-                    "message": "minReplicas must not exceed maxReplicas",
-                }],
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "self.minReplicas <= self.maxReplicas",
+                        "message": "minReplicas must not exceed maxReplicas",
+                    }
+                ],
                 "properties": {
                     "size": {"type": "string", "enum": ["small", "large"]},
                     "minReplicas": {"type": "integer", "default": 0},
@@ -63,25 +69,33 @@ def widget_crd(plural: str) -> dict[str, Any]:
             "group": GROUP,
             "scope": "Namespaced",
             "names": {"plural": plural, "singular": plural[:-1], "kind": "Widget"},
-            "versions": [{"name": "v1", "served": True, "storage": True,
-                          "schema": {"openAPIV3Schema": schema},
-                          "subresources": {"status": {}}}],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                    "subresources": {"status": {}},
+                }
+            ],
         },
     }
 
 
 def crd_established(ext: client.ApiextensionsV1Api, name: str) -> bool:
     crd = ext.read_custom_resource_definition(name)
-    return any(c.type == "Established" and c.status == "True"
-               for c in (crd.status.conditions or []))
+    return any(
+        c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])
+    )
 
 
-def create_widget(objects: client.CustomObjectsApi, namespace: str, plural: str,
-                  name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    body = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name},
-            "spec": spec}
+def create_widget(
+    objects: client.CustomObjectsApi, namespace: str, plural: str, name: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    body = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}
     result: dict[str, Any] = objects.create_namespaced_custom_object(
-        GROUP, "v1", namespace, plural, body)
+        GROUP, "v1", namespace, plural, body
+    )
     return result
 
 
@@ -103,25 +117,34 @@ def test_crd_schema_and_cel_validation(kube_api: client.ApiClient, namespace: st
         created = wait_for(lambda: _try_create(objects, namespace, plural), 15, "CRD served")
         assert created["spec"] == {"size": "small", "minReplicas": 0, "maxReplicas": 1}
 
-        schema_error = rejection(lambda: create_widget(
-            objects, namespace, plural, "bad-enum", {"size": "huge"}))
+        schema_error = rejection(
+            lambda: create_widget(objects, namespace, plural, "bad-enum", {"size": "huge"})
+        )
         assert "spec.size" in schema_error.body
         assert "Unsupported value" in schema_error.body
 
-        cel_error = rejection(lambda: create_widget(
-            objects, namespace, plural, "bad-cel", {"size": "large", "minReplicas": 5,
-                                                    "maxReplicas": 2}))
+        cel_error = rejection(
+            lambda: create_widget(
+                objects,
+                namespace,
+                plural,
+                "bad-cel",
+                {"size": "large", "minReplicas": 5, "maxReplicas": 2},
+            )
+        )
         assert "minReplicas must not exceed maxReplicas" in cel_error.body
 
         status = objects.patch_namespaced_custom_object_status(
-            GROUP, "v1", namespace, plural, "ok", {"status": {"observed": True}})
+            GROUP, "v1", namespace, plural, "ok", {"status": {"observed": True}}
+        )
         assert status["status"] == {"observed": True}
     finally:
         ext.delete_custom_resource_definition(crd["metadata"]["name"])
 
 
-def _try_create(objects: client.CustomObjectsApi, namespace: str,
-                plural: str) -> dict[str, Any] | None:
+def _try_create(
+    objects: client.CustomObjectsApi, namespace: str, plural: str
+) -> dict[str, Any] | None:
     try:
         return create_widget(objects, namespace, plural, "ok", {"size": "small"})
     except ApiException as error:
@@ -132,29 +155,50 @@ def _try_create(objects: client.CustomObjectsApi, namespace: str,
 
 def service_account_token(core: client.CoreV1Api, namespace: str, name: str) -> str:
     request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+    )
     return str(core.create_namespaced_service_account_token(name, namespace, request).status.token)
 
 
-def test_rbac_as_service_account(control_plane: ControlPlane, kube_api: client.ApiClient,
-                                 namespace: str) -> None:
+def test_rbac_as_service_account(
+    control_plane: ControlPlane, kube_api: client.ApiClient, namespace: str
+) -> None:
     core = client.CoreV1Api(kube_api)
     rbac = client.RbacAuthorizationV1Api(kube_api)
     for secret in ("allowed", "other"):
-        core.create_namespaced_secret(namespace, client.V1Secret(
-            metadata=client.V1ObjectMeta(name=secret), string_data={"key": secret}))
-    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
-        metadata=client.V1ObjectMeta(name="reader")))
-    rbac.create_namespaced_role(namespace, client.V1Role(
-        metadata=client.V1ObjectMeta(name="read-allowed"),
-        rules=[client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["get"],
-                                   resource_names=["allowed"])]))
-    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-        metadata=client.V1ObjectMeta(name="reader"),
-        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role",
-                                  name="read-allowed"),
-        subjects=[client.RbacV1Subject(kind="ServiceAccount", name="reader",
-                                       namespace=namespace)]))
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(metadata=client.V1ObjectMeta(name=secret), string_data={"key": secret}),
+        )
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader"))
+    )
+    rbac.create_namespaced_role(
+        namespace,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="read-allowed"),
+            rules=[
+                client.V1PolicyRule(
+                    api_groups=[""],
+                    resources=["secrets"],
+                    verbs=["get"],
+                    resource_names=["allowed"],
+                )
+            ],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="reader"),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name="read-allowed"
+            ),
+            subjects=[
+                client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)
+            ],
+        ),
+    )
 
     token = service_account_token(core, namespace, "reader")
     kubeconfig = control_plane.kubeconfig_for_token(token, namespace=namespace)
@@ -162,8 +206,10 @@ def test_rbac_as_service_account(control_plane: ControlPlane, kube_api: client.A
         reader = client.CoreV1Api(as_reader)
         allowed = reader.read_namespaced_secret("allowed", namespace)
         assert allowed.data["key"] == "YWxsb3dlZA=="
-        for forbidden in (lambda: reader.read_namespaced_secret("other", namespace),
-                          lambda: reader.list_namespaced_secret(namespace)):
+        for forbidden in (
+            lambda: reader.read_namespaced_secret("other", namespace),
+            lambda: reader.list_namespaced_secret(namespace),
+        ):
             with pytest.raises(ApiException) as caught:
                 forbidden()
             assert caught.value.status == 403
@@ -173,18 +219,24 @@ def test_rbac_as_service_account(control_plane: ControlPlane, kube_api: client.A
     authz = client.AuthorizationV1Api(kube_api)
 
     def allowed_to_get(secret: str) -> bool:
-        review = authz.create_subject_access_review(client.V1SubjectAccessReview(
-            spec=client.V1SubjectAccessReviewSpec(user=user, resource_attributes=client.
-                                                  V1ResourceAttributes(
-                                                      namespace=namespace, verb="get",
-                                                      resource="secrets", name=secret))))
+        review = authz.create_subject_access_review(
+            client.V1SubjectAccessReview(
+                spec=client.V1SubjectAccessReviewSpec(
+                    user=user,
+                    resource_attributes=client.V1ResourceAttributes(
+                        namespace=namespace, verb="get", resource="secrets", name=secret
+                    ),
+                )
+            )
+        )
         return bool(review.status.allowed)
 
     assert allowed_to_get("allowed")
     assert not allowed_to_get("other")
 
-    denied = control_plane.kubectl("get", "secret", "other", "-n", namespace,
-                                   kubeconfig=kubeconfig, check=False)
+    denied = control_plane.kubectl(
+        "get", "secret", "other", "-n", namespace, kubeconfig=kubeconfig, check=False
+    )
     assert denied.returncode != 0
     assert "Forbidden" in denied.stderr
 
@@ -213,43 +265,75 @@ pathlib.Path(os.environ["DATASYNC_TERMINATION_MESSAGE_PATH"]).write_text(summary
 """
 
 
-def test_job_from_cronjob_runs_to_completion(control_plane: ControlPlane,
-                                             kube_api: client.ApiClient, namespace: str,
-                                             pod_runner: PodRunner) -> None:
+def test_job_from_cronjob_runs_to_completion(
+    control_plane: ControlPlane, kube_api: client.ApiClient, namespace: str, pod_runner: PodRunner
+) -> None:
     core = client.CoreV1Api(kube_api)
     batch = client.BatchV1Api(kube_api)
-    core.create_namespaced_secret(namespace, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="crm"), string_data={"token": "s3cret"}))
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="settings"), data={"mode.txt": "incremental"}))
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="crm"), string_data={"token": "s3cret"}),
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name="settings"), data={"mode.txt": "incremental"}
+        ),
+    )
     container = client.V1Container(
-        name="sync", image="datasync:test", command=["python3", "-c", SYNC_SCRIPT],
+        name="sync",
+        image="datasync:test",
+        command=["python3", "-c", SYNC_SCRIPT],
         env=[
-            client.V1EnvVar(name="POD_NAME", value_from=client.V1EnvVarSource(
-                field_ref=client.V1ObjectFieldSelector(field_path="metadata.name"))),
-            client.V1EnvVar(name="API_TOKEN", value_from=client.V1EnvVarSource(
-                secret_key_ref=client.V1SecretKeySelector(name="crm", key="token"))),
+            client.V1EnvVar(
+                name="POD_NAME",
+                value_from=client.V1EnvVarSource(
+                    field_ref=client.V1ObjectFieldSelector(field_path="metadata.name")
+                ),
+            ),
+            client.V1EnvVar(
+                name="API_TOKEN",
+                value_from=client.V1EnvVarSource(
+                    secret_key_ref=client.V1SecretKeySelector(name="crm", key="token")
+                ),
+            ),
             client.V1EnvVar(name="DATASYNC_CONFIG", value="/etc/datasync/mode.txt"),
-            client.V1EnvVar(name="DATASYNC_TERMINATION_MESSAGE_PATH",
-                            value="/dev/termination-log"),
+            client.V1EnvVar(name="DATASYNC_TERMINATION_MESSAGE_PATH", value="/dev/termination-log"),
         ],
         volume_mounts=[client.V1VolumeMount(name="settings", mount_path="/etc/datasync")],
     )
-    template = client.V1JobTemplateSpec(spec=client.V1JobSpec(
-        backoff_limit=0,
-        template=client.V1PodTemplateSpec(
-            metadata=client.V1ObjectMeta(labels=MANAGED),
-            spec=client.V1PodSpec(restart_policy="Never", containers=[container], volumes=[
-                client.V1Volume(name="settings", config_map=client.V1ConfigMapVolumeSource(
-                    name="settings"))]))))
-    batch.create_namespaced_cron_job(namespace, client.V1CronJob(
-        metadata=client.V1ObjectMeta(name="nightly"),
-        spec=client.V1CronJobSpec(schedule="0 3 * * *", suspend=True, job_template=template)))
+    template = client.V1JobTemplateSpec(
+        spec=client.V1JobSpec(
+            backoff_limit=0,
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=MANAGED),
+                spec=client.V1PodSpec(
+                    restart_policy="Never",
+                    containers=[container],
+                    volumes=[
+                        client.V1Volume(
+                            name="settings",
+                            config_map=client.V1ConfigMapVolumeSource(name="settings"),
+                        )
+                    ],
+                ),
+            ),
+        )
+    )
+    batch.create_namespaced_cron_job(
+        namespace,
+        client.V1CronJob(
+            metadata=client.V1ObjectMeta(name="nightly"),
+            spec=client.V1CronJobSpec(schedule="0 3 * * *", suspend=True, job_template=template),
+        ),
+    )
 
     control_plane.kubectl("create", "job", "manual-1", "--from=cronjob/nightly", "-n", namespace)
 
-    assert wait_for(lambda: job_condition(batch, namespace, "manual-1"), 60,
-                    "Job complete") == "Complete"
+    assert (
+        wait_for(lambda: job_condition(batch, namespace, "manual-1"), 60, "Job complete")
+        == "Complete"
+    )
     pod = job_pod(core, namespace, "manual-1")
     assert pod.status.phase == "Succeeded"
     assert pod.spec.node_name == "podrunner"
@@ -258,30 +342,50 @@ def test_job_from_cronjob_runs_to_completion(control_plane: ControlPlane,
     assert terminated.reason == "Completed"
     assert terminated.message == "synced=3 settings=incremental kubeconfig=True"
     assert f"hello from {pod.metadata.name} token s3cret" in pod_runner.logs(
-        namespace, pod.metadata.name)
+        namespace, pod.metadata.name
+    )
 
 
-def run_job(batch: client.BatchV1Api, namespace: str, name: str, command: list[str],
-            **job_spec: Any) -> None:
+def run_job(
+    batch: client.BatchV1Api, namespace: str, name: str, command: list[str], **job_spec: Any
+) -> None:
     container = client.V1Container(name="main", image="datasync:test", command=command)
-    batch.create_namespaced_job(namespace, client.V1Job(
-        metadata=client.V1ObjectMeta(name=name),
-        spec=client.V1JobSpec(backoff_limit=0, **job_spec, template=client.V1PodTemplateSpec(
-            metadata=client.V1ObjectMeta(labels=MANAGED),
-            spec=client.V1PodSpec(restart_policy="Never", containers=[container])))))
+    batch.create_namespaced_job(
+        namespace,
+        client.V1Job(
+            metadata=client.V1ObjectMeta(name=name),
+            spec=client.V1JobSpec(
+                backoff_limit=0,
+                **job_spec,
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=MANAGED),
+                    spec=client.V1PodSpec(restart_policy="Never", containers=[container]),
+                ),
+            ),
+        ),
+    )
 
 
-def test_failing_command_fails_the_job(kube_api: client.ApiClient, namespace: str,
-                                       pod_runner: PodRunner) -> None:
+def test_failing_command_fails_the_job(
+    kube_api: client.ApiClient, namespace: str, pod_runner: PodRunner
+) -> None:
     core = client.CoreV1Api(kube_api)
     batch = client.BatchV1Api(kube_api)
-    run_job(batch, namespace, "broken", [
-        "python3", "-c",
-        "import sys; print('about to fail'); "
-        "open('/dev/termination-log', 'w').write('connector unreachable'); sys.exit(3)"])
+    run_job(
+        batch,
+        namespace,
+        "broken",
+        [
+            "python3",
+            "-c",
+            "import sys; print('about to fail'); "
+            "open('/dev/termination-log', 'w').write('connector unreachable'); sys.exit(3)",
+        ],
+    )
 
-    assert wait_for(lambda: job_condition(batch, namespace, "broken"), 60,
-                    "Job finished") == "Failed"
+    assert (
+        wait_for(lambda: job_condition(batch, namespace, "broken"), 60, "Job finished") == "Failed"
+    )
     pod = job_pod(core, namespace, "broken")
     assert pod.status.phase == "Failed"
     terminated = pod.status.container_statuses[0].state.terminated
@@ -291,17 +395,25 @@ def test_failing_command_fails_the_job(kube_api: client.ApiClient, namespace: st
     assert "about to fail" in pod_runner.logs(namespace, pod.metadata.name)
 
 
-def test_active_deadline_and_deletion_kill_the_process(kube_api: client.ApiClient,
-                                                       namespace: str,
-                                                       pod_runner: PodRunner) -> None:
+def test_active_deadline_and_deletion_kill_the_process(
+    kube_api: client.ApiClient, namespace: str, pod_runner: PodRunner
+) -> None:
     core = client.CoreV1Api(kube_api)
     sleeper = ["python3", "-c", "import time; print('sleeping', flush=True); time.sleep(120)"]
     for name, deadline in (("deadline", 2), ("deleted", None)):
-        core.create_namespaced_pod(namespace, client.V1Pod(
-            metadata=client.V1ObjectMeta(name=name, labels=MANAGED),
-            spec=client.V1PodSpec(restart_policy="Never", active_deadline_seconds=deadline,
-                                  containers=[client.V1Container(
-                                      name="main", image="datasync:test", command=sleeper)])))
+        core.create_namespaced_pod(
+            namespace,
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name=name, labels=MANAGED),
+                spec=client.V1PodSpec(
+                    restart_policy="Never",
+                    active_deadline_seconds=deadline,
+                    containers=[
+                        client.V1Container(name="main", image="datasync:test", command=sleeper)
+                    ],
+                ),
+            ),
+        )
 
     def phase(name: str) -> str:
         return str(core.read_namespaced_pod(name, namespace).status.phase)
@@ -322,15 +434,29 @@ def test_active_deadline_and_deletion_kill_the_process(kube_api: client.ApiClien
     assert "sleeping" in pod_runner.logs(namespace, "deadline")
 
 
-def test_owned_objects_are_garbage_collected(kube_api: client.ApiClient,
-                                             namespace: str) -> None:
+def test_owned_objects_are_garbage_collected(kube_api: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(kube_api)
-    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="owner"), data={"a": "b"}))
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="child", owner_references=[client.V1OwnerReference(
-            api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid,
-            block_owner_deletion=False)]), data={"c": "d"}))
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"), data={"a": "b"})
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name="child",
+                owner_references=[
+                    client.V1OwnerReference(
+                        api_version="v1",
+                        kind="ConfigMap",
+                        name="owner",
+                        uid=owner.metadata.uid,
+                        block_owner_deletion=False,
+                    )
+                ],
+            ),
+            data={"c": "d"},
+        ),
+    )
     core.delete_namespaced_config_map("owner", namespace)
 
     def child_gone() -> bool:
@@ -351,3 +477,21 @@ def test_missing_binaries_give_a_clear_message(tmp_path: Path) -> None:
     assert "etcd" in message
     assert str(tmp_path) in message
     assert "tests/cluster/build.sh" in message
+
+
+def test_pod_runner_relists_after_watch_expiry(tmp_path: Path) -> None:
+    runner = PodRunner(tmp_path / "unused.kubeconfig", state_dir=tmp_path)
+    seen: list[str | None] = []
+
+    def watch_once(namespace: str | None, resource_version: str | None) -> str | None:
+        seen.append(resource_version)
+        if len(seen) == 1:
+            return "41"
+        if len(seen) == 2:
+            raise ApiException(status=410, reason="Gone")
+        runner._stopping.set()
+        return "42"
+
+    runner._watch_once = watch_once  # type: ignore[method-assign]
+    runner._watch_loop(None)
+    assert seen == [None, "41", None]
