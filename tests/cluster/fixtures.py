@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -26,31 +28,52 @@ from tests.cluster.podrunner import DEFAULT_SELECTOR, PodRunner
 LOG_ARCHIVE = Path(os.environ.get("DATASYNC_CLUSTER_LOG_DIR", CLUSTER_DIR / ".logs"))
 
 
+KEPT_LOGS = pytest.StashKey[list[Path]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: needs the real control plane (tests/cluster), always run in CI"
     )
+    config.stash[KEPT_LOGS] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    for path in config.stash.get(KEPT_LOGS, []):
+        terminalreporter.write_line(f"test cluster logs kept in {path}")
+
+
+def _remember_logs(request: pytest.FixtureRequest, path: Path | None) -> None:
+    if path is not None:
+        request.config.stash[KEPT_LOGS].append(path)
 
 
 def _session_failed(request: pytest.FixtureRequest) -> bool:
     return bool(request.session.testsfailed)
 
 
-@pytest.fixture(scope="session")
-def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
-    plane = ControlPlane()
+def _start_or_explain(plane: ControlPlane, request: pytest.FixtureRequest) -> str | None:
     try:
         plane.start()
     except MissingBinariesError as error:
-        pytest.fail(str(error), pytrace=False)
+        return str(error)
     except ControlPlaneError as error:
         kept = plane.archive_logs(LOG_ARCHIVE) if plane.log_dir.exists() else None
         plane.stop()
-        pytest.fail(f"control plane failed to start: {error}\nlogs kept in {kept}", pytrace=False)
+        _remember_logs(request, kept)
+        return f"control plane failed to start: {error}\nlogs kept in {kept}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    plane = ControlPlane()
+    problem = _start_or_explain(plane, request)
+    if problem:
+        pytest.fail(problem, pytrace=False)
     yield plane
     kept = plane.stop(keep_logs_in=LOG_ARCHIVE if _session_failed(request) else None)
-    if kept is not None:
-        print(f"\ncontrol plane logs kept in {kept}")
+    _remember_logs(request, kept)
 
 
 @pytest.fixture(scope="session")
@@ -61,20 +84,29 @@ def kube_api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 @pytest.fixture(scope="session")
-def pod_runner(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[PodRunner]:
+def pod_runner_extra_env() -> dict[str, str]:
+    """Extra environment for every pod process; override in a conftest to customise."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def pod_runner(
+    control_plane: ControlPlane,
+    pod_runner_extra_env: dict[str, str],
+    request: pytest.FixtureRequest,
+) -> Iterator[PodRunner]:
     runner = PodRunner(
         control_plane.kubeconfig,
         label_selector=DEFAULT_SELECTOR,
+        extra_env=pod_runner_extra_env,
         state_dir=control_plane.work_dir / "podrunner",
     ).start()
     yield runner
     runner.stop()
     if _session_failed(request) and runner.log_root.exists():
-        import shutil
-
         target = LOG_ARCHIVE / f"podrunner-{time.strftime('%Y%m%d-%H%M%S')}"
         shutil.copytree(runner.log_root, target, dirs_exist_ok=True)
-        print(f"\npod runner logs kept in {target}")
+        _remember_logs(request, target)
 
 
 def _namespace_name(test_name: str) -> str:

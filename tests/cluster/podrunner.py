@@ -180,7 +180,7 @@ class PodRunner:
                 state.wake.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
         for thread in self._threads:
-            thread.join(timeout=15)
+            thread.join(timeout=1)
         if self._api is not None:
             self._api.close()
         if self._log_handler is not None:
