@@ -1,0 +1,818 @@
+"""PostgreSQL connector: a table is the object, its columns are the fields.
+
+One `psycopg.AsyncConnection` per connector, autocommit off, one explicit transaction per
+operation (per page for reads). Identifiers are always composed with `psycopg.sql`;
+values always travel as parameters (rows as one JSON array that PostgreSQL turns into rows
+of the table's own type with `jsonb_populate_recordset`, so every column gets its type).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from datasync.api.models import AuthType
+from datasync.connector import (
+    AuthSpec,
+    ConfigurationError,
+    Connector,
+    FieldType,
+    ObjectSchema,
+    ReadPage,
+    Record,
+    RecordError,
+    SecretKey,
+    WriteResult,
+)
+
+from . import errors, schema
+from .schema import Column, TableInfo
+from .settings import (
+    SSL_ROOT_CERT_KEY,
+    PostgresSettings,
+    build_conninfo,
+    parse_settings,
+    split_table_name,
+)
+from .values import check_value, dumps, to_json_value
+
+OBJECT_TYPE = "contacts"
+
+CONTACT_FIELDS: dict[str, str] = {
+    "email": "email",
+    "firstName": "first_name",
+    "lastName": "last_name",
+    "phone": "phone",
+    "jobTitle": "job_title",
+    "company": "company",
+    "city": "city",
+    "country": "country",
+    "lifecycleStage": "lifecycle_stage",
+    "emailOptOut": "email_opt_out",
+}
+BOOLEAN_STANDARD_FIELDS = ("emailOptOut",)
+
+
+@dataclass
+class _Row:
+    """One record of a write batch that passed the client-side checks."""
+
+    index: int  # position in the caller's batch
+    values: dict[str, Any]
+    key: str | None  # identity value (create) or normalized id (update)
+
+
+class PostgresConnector(Connector):
+    name = "postgres"
+    title = "PostgreSQL"
+    auth = (
+        AuthSpec(
+            type=AuthType.APP_PARAMETERS,
+            description=(
+                "Either `dsn` (a libpq URI such as postgresql://user:pass@host:5432/db) or "
+                "`host`, `port`, `database`, `username` and `password`; keys given next to "
+                "`dsn` override its parts."
+            ),
+            keys=(
+                SecretKey("dsn", "libpq connection string or postgresql:// URI", optional=True),
+                SecretKey("host", "Server host name or address", optional=True),
+                SecretKey("port", "Server port (default 5432)", optional=True),
+                SecretKey("database", "Database name", optional=True),
+                SecretKey("username", "Database user", optional=True),
+                SecretKey("password", "The user's password", optional=True),
+                SecretKey("sslmode", "disable ... verify-full (libpq sslmode)", optional=True),
+                SecretKey(
+                    SSL_ROOT_CERT_KEY,
+                    "PEM content of the CA certificate(s) to verify the server with",
+                    optional=True,
+                ),
+            ),
+        ),
+    )
+    settings_model = PostgresSettings
+    standard_fields: ClassVar[Mapping[str, Mapping[str, str]]] = {OBJECT_TYPE: CONTACT_FIELDS}
+    # 1000 rows keep one statement's JSON parameter at a few hundred kB and its locks short,
+    # while still amortizing the round trip; PostgreSQL itself has no row limit per statement.
+    max_batch_size = 1000
+    page_size: ClassVar[int] = 1000
+
+    def __init__(
+        self,
+        settings: Mapping[str, str],
+        credentials: Mapping[str, str],
+        auth_type: AuthType,
+    ) -> None:
+        super().__init__(settings, credentials, auth_type)
+        if AuthType(auth_type) != AuthType.APP_PARAMETERS:
+            raise ConfigurationError(
+                "the postgres connector supports only `auth.type: AppParameters`",
+                field="auth.type",
+            )
+        self.options = parse_settings(settings)
+        self._table_schema, self._table_name = split_table_name(self.options.table)
+        self._list_table: tuple[str | None, str] | None = (
+            split_table_name(self.options.listTable) if self.options.listTable else None
+        )
+        build_conninfo(credentials, None)  # validate the Secret's keys early
+        self._connection: psycopg.AsyncConnection[TupleRow] | None = None
+        self._lock = asyncio.Lock()
+        self._table: TableInfo | None = None
+        self._cert_path: str | None = None
+        self._calls = 0
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def api_calls(self) -> int:
+        return self._calls
+
+    @property
+    def _display_table(self) -> str:
+        return self.options.table
+
+    async def _connect(self) -> psycopg.AsyncConnection[TupleRow]:
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        cert = self.credentials.get(SSL_ROOT_CERT_KEY)
+        if cert and self._cert_path is None:
+            handle, self._cert_path = tempfile.mkstemp(prefix="datasync-pg-ca-", suffix=".pem")
+            with os.fdopen(handle, "w") as file:
+                file.write(cert)
+        conninfo = build_conninfo(self.credentials, self._cert_path)
+        try:
+            connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=False)
+        except psycopg.Error as exc:
+            raise errors.connect_error(exc, self.credentials.get("password")) from None
+        self._calls += 1
+        await connection.execute("SET TIME ZONE 'UTC'")
+        await connection.commit()
+        self._connection = connection
+        return connection
+
+    async def aclose(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+        if self._cert_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._cert_path)
+            self._cert_path = None
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
+        """The connection, used by one operation at a time; psycopg errors translated."""
+        async with self._lock:
+            connection = await self._connect()
+            try:
+                yield connection
+            except psycopg.Error as exc:
+                if connection.broken or connection.closed:
+                    self._connection = None
+                raise errors.operation_error(exc, self._display_table) from None
+
+    async def _execute(
+        self,
+        connection: psycopg.AsyncConnection[TupleRow],
+        query: sql.SQL | sql.Composed,
+        params: Mapping[str, Any] | Sequence[Any] | None = None,
+    ) -> list[TupleRow]:
+        self._calls += 1
+        cursor = await connection.execute(query, params)
+        if cursor.description is None:
+            return []
+        rows: list[TupleRow] = await cursor.fetchall()
+        return rows
+
+    def _check_object(self, object_type: str) -> None:
+        if object_type != OBJECT_TYPE:
+            raise ConfigurationError(
+                f"the postgres connector syncs object type {OBJECT_TYPE!r}, not {object_type!r}",
+                field="objectType",
+            )
+
+    # ------------------------------------------------------------------ the table
+
+    async def _table_info(self, connection: psycopg.AsyncConnection[TupleRow]) -> TableInfo:
+        if self._table is None:
+            async with connection.transaction():
+                resolved = await self._resolve(connection, self._table_schema, self._table_name)
+                if resolved is None and self.options.createTable:
+                    resolved = await self._create_table(connection)
+                if resolved is None:
+                    raise ConfigurationError(
+                        f"table {self._display_table!r} does not exist (or the user cannot see "
+                        'it); create it, fix setting `table`, or set `createTable: "true"`',
+                        field="table",
+                    )
+                self._table = await self._load(connection, *resolved)
+        return self._table
+
+    async def _resolve(
+        self, connection: psycopg.AsyncConnection[TupleRow], schema_name: str | None, table: str
+    ) -> tuple[str, str] | None:
+        name = schema.UNQUALIFIED_NAME if schema_name is None else schema.QUALIFIED_NAME
+        rows = await self._execute(
+            connection,
+            schema.RESOLVE_TABLE.format(name=name),
+            {"schema": schema_name, "table": table},
+        )
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    async def _create_table(
+        self, connection: psycopg.AsyncConnection[TupleRow]
+    ) -> tuple[str, str] | None:
+        rows = await self._execute(
+            connection, sql.SQL("SELECT coalesce(%s, current_schema())"), [self._table_schema]
+        )
+        schema_name = str(rows[0][0])
+        # Two runs creating the same table at once: the second waits, then finds it.
+        await self._execute(
+            connection,
+            sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s))"),
+            [f"datasync:{schema_name}.{self._table_name}"],
+        )
+        if await self._resolve(connection, schema_name, self._table_name) is None:
+            text_columns = [
+                column
+                for key, column in CONTACT_FIELDS.items()
+                if key not in BOOLEAN_STANDARD_FIELDS
+            ]
+            booleans = [CONTACT_FIELDS[key] for key in BOOLEAN_STANDARD_FIELDS]
+            for statement in schema.create_table_statements(
+                sql.Identifier(schema_name, self._table_name),
+                schema_name,
+                self.options.idColumn,
+                self.options.identityColumn,
+                self.options.updatedAtColumn,
+                text_columns,
+                booleans,
+            ):
+                await self._execute(connection, statement)
+        if self._list_table is not None:
+            list_schema, list_name = self._list_table
+            await self._execute(
+                connection,
+                schema.create_list_table_statement(
+                    sql.Identifier(list_schema or schema_name, list_name)
+                ),
+            )
+        return await self._resolve(connection, schema_name, self._table_name)
+
+    async def _load(
+        self, connection: psycopg.AsyncConnection[TupleRow], schema_name: str, table: str
+    ) -> TableInfo:
+        names = {"schema": schema_name, "table": table}
+        columns: dict[str, Column] = {}
+        for name, data_type, nullable, has_default, max_length, generated in await self._execute(
+            connection, schema.COLUMNS, names
+        ):
+            columns[name] = Column(
+                name=name,
+                data_type=data_type,
+                nullable=bool(nullable),
+                has_default=bool(has_default),
+                max_length=max_length,
+                generated=bool(generated),
+            )
+        constraint_columns: dict[str, str] = {}
+        for conname, contype, column_name, definition in await self._execute(
+            connection, schema.CONSTRAINTS, names
+        ):
+            constraint_columns[conname] = column_name
+            column = columns.get(column_name)
+            if contype == "c" and column is not None and column.options is None:
+                options = schema.options_from_check(definition)
+                if options is not None:
+                    columns[column_name] = Column(**{**column.__dict__, "options": options})
+        settings = {
+            "idColumn": self.options.idColumn,
+            "updatedAtColumn": self.options.updatedAtColumn,
+            "identityColumn": self.options.identityColumn,
+        }
+        for setting, column_name in settings.items():
+            if column_name not in columns:
+                raise ConfigurationError(
+                    f"table {self._display_table!r} has no column {column_name!r} "
+                    f"(setting `{setting}`); set `{setting}` to an existing column",
+                    field=setting,
+                )
+        if columns[self.options.updatedAtColumn].data_type not in schema.TIMESTAMP_TYPES:
+            raise ConfigurationError(
+                f"column {self.options.updatedAtColumn!r} (setting `updatedAtColumn`) must be "
+                "a timestamp or timestamptz column",
+                field="updatedAtColumn",
+            )
+        unique = await self._execute(
+            connection,
+            schema.IDENTITY_UNIQUE,
+            {**names, "column": self.options.identityColumn},
+        )
+        if not unique[0][0]:
+            raise ConfigurationError(
+                f"column {self.options.identityColumn!r} (setting `identityColumn`) needs a "
+                "UNIQUE constraint so creates can be upserts: ALTER TABLE ... ADD UNIQUE (...)",
+                field="identityColumn",
+            )
+        return TableInfo(
+            schema=schema_name,
+            name=table,
+            columns=columns,
+            id_column=self.options.idColumn,
+            updated_at_column=self.options.updatedAtColumn,
+            identity_column=self.options.identityColumn,
+            constraint_columns=constraint_columns,
+        )
+
+    def _select_list(self, table: TableInfo, fields: Sequence[str]) -> list[str]:
+        wanted = list(fields) if fields else list(table.columns)
+        unknown = [name for name in wanted if name not in table.columns]
+        if unknown:
+            raise ConfigurationError(
+                f"table {self._display_table!r} has no column {unknown[0]!r}; "
+                "fix the field mapping",
+                field=unknown[0],
+            )
+        head = [table.id_column, table.updated_at_column]
+        return head + [name for name in dict.fromkeys(wanted) if name not in head]
+
+    def _record(self, table: TableInfo, columns: list[str], row: TupleRow) -> Record:
+        values = dict(zip(columns, row, strict=True))
+        modified = values[table.updated_at_column]
+        if isinstance(modified, datetime) and modified.tzinfo is None:
+            modified = modified.replace(tzinfo=UTC)
+        return Record(
+            id=str(values[table.id_column]),
+            fields={name: to_json_value(value) for name, value in values.items()},
+            modified_at=modified,
+        )
+
+    def _normalize_id(self, table: TableInfo, record_id: str) -> Any:
+        """The id as the id column's Python type, or None when it cannot be such an id."""
+        kind = table.columns[table.id_column].data_type
+        try:
+            if kind in schema.INTEGER_TYPES:
+                return int(record_id)
+            if kind == "uuid":
+                return UUID(record_id)
+        except ValueError:
+            return None
+        return record_id
+
+    # ------------------------------------------------------------------ Connector API
+
+    async def check(self) -> None:
+        async with self._lock:
+            if self._connection is not None:
+                await self._connection.close()
+                self._connection = None
+            self._table = None
+        async with self._session() as connection:
+            async with connection.transaction():
+                await self._execute(connection, sql.SQL("SELECT 1"))
+            table = await self._table_info(connection)
+            async with connection.transaction():
+                for privilege in ("SELECT", "INSERT", "UPDATE"):
+                    rows = await self._execute(
+                        connection,
+                        schema.PRIVILEGES,
+                        {"schema": table.schema, "table": table.name, "privilege": privilege},
+                    )
+                    if not rows[0][0]:
+                        raise ConfigurationError(
+                            f"the database user lacks {privilege} on {self._display_table!r}; "
+                            f"run GRANT SELECT, INSERT, UPDATE ON {self._display_table} TO "
+                            "<user>",
+                            field="table",
+                        )
+
+    async def describe(self, object_type: str) -> ObjectSchema:
+        self._check_object(object_type)
+        async with self._session() as connection:
+            table = await self._table_info(connection)
+        semantic = {
+            CONTACT_FIELDS["email"]: FieldType.EMAIL,
+            CONTACT_FIELDS["phone"]: FieldType.PHONE,
+        }
+        return table.object_schema(object_type, semantic)
+
+    async def read_changed(
+        self, object_type: str, since: datetime | None, fields: Sequence[str]
+    ) -> AsyncIterator[ReadPage]:
+        self._check_object(object_type)
+        async with self._session() as connection:
+            table = await self._table_info(connection)
+        columns = self._select_list(table, fields)
+        select = sql.SQL("SELECT {columns} FROM {table}").format(
+            columns=sql.SQL(", ").join(sql.Identifier(name) for name in columns),
+            table=table.ident,
+        )
+        updated_at = sql.Identifier(table.updated_at_column)
+        id_column = sql.Identifier(table.id_column)
+        order = sql.SQL(" ORDER BY {u}, {i} LIMIT %(limit)s").format(u=updated_at, i=id_column)
+        first_filter = (
+            sql.SQL(" WHERE {u} >= %(since)s").format(u=updated_at)
+            if since is not None
+            else sql.SQL("")
+        )
+        # Keyset: everything after the last (updated_at, id) seen. A row changed while we
+        # page gets a later updated_at, so it shows up again further on: nothing is missed.
+        next_filter = sql.SQL(" WHERE ({u}, {i}) > (%(after_at)s, %(after_id)s)").format(
+            u=updated_at, i=id_column
+        )
+        params: dict[str, Any] = {"limit": self.page_size, "since": since}
+        query: sql.Composed = select + first_filter + order
+        while True:
+            async with self._session() as connection, connection.transaction():
+                rows = await self._execute(connection, query, params)
+            if not rows:
+                return
+            records = [self._record(table, columns, row) for row in rows]
+            last = rows[-1]
+            yield ReadPage(records=records, watermark=records[-1].modified_at)
+            if len(rows) < self.page_size:
+                return
+            query = select + next_filter + order
+            params = {"limit": self.page_size, "after_at": last[1], "after_id": last[0]}
+
+    async def read(
+        self, object_type: str, ids: Sequence[str], fields: Sequence[str]
+    ) -> list[Record]:
+        self._check_object(object_type)
+        async with self._session() as connection:
+            table = await self._table_info(connection)
+        columns = self._select_list(table, fields)
+        query = sql.SQL("SELECT {columns} FROM {table} WHERE {id} = ANY(%s)").format(
+            columns=sql.SQL(", ").join(sql.Identifier(name) for name in columns),
+            table=table.ident,
+            id=sql.Identifier(table.id_column),
+        )
+        found: dict[str, Record] = {}
+        for chunk in _chunks(ids, self.max_batch_size):
+            keys = [key for key in (self._normalize_id(table, i) for i in chunk) if key is not None]
+            if not keys:
+                continue
+            async with self._session() as connection, connection.transaction():
+                rows = await self._execute(connection, query, [keys])
+            for row in rows:
+                record = self._record(table, columns, row)
+                found[record.id] = record
+        ordered = [found.pop(str(self._normalize_id(table, i)), None) for i in ids]
+        return [record for record in ordered if record is not None]
+
+    async def lookup(
+        self, object_type: str, field: str, values: Sequence[str], fields: Sequence[str]
+    ) -> list[Record]:
+        self._check_object(object_type)
+        async with self._session() as connection:
+            table = await self._table_info(connection)
+        if field not in table.columns:
+            raise ConfigurationError(
+                f"table {self._display_table!r} has no column {field!r} to look records up by",
+                field=field,
+            )
+        columns = self._select_list(table, fields)
+        target = sql.Identifier(field)
+        if table.columns[field].is_text:
+            # Case-insensitive (emails); uses an index on lower(col) when there is one.
+            condition = sql.SQL(
+                "lower({col}) = ANY(ARRAY(SELECT lower(v) FROM unnest(%s::text[]) AS v))"
+            ).format(col=target)
+        else:
+            condition = sql.SQL("{col}::text = ANY(%s::text[])").format(col=target)
+        query = sql.SQL("SELECT {columns} FROM {table} WHERE {condition} ORDER BY {id}").format(
+            columns=sql.SQL(", ").join(sql.Identifier(name) for name in columns),
+            table=table.ident,
+            condition=condition,
+            id=sql.Identifier(table.id_column),
+        )
+        records: list[Record] = []
+        seen: set[str] = set()
+        for chunk in _chunks([v for v in values if v is not None], self.max_batch_size):
+            async with self._session() as connection, connection.transaction():
+                rows = await self._execute(connection, query, [list(chunk)])
+            for row in rows:
+                record = self._record(table, columns, row)
+                if record.id not in seen:
+                    seen.add(record.id)
+                    records.append(record)
+        return records
+
+    # ------------------------------------------------------------------ lists
+
+    def _list_ident(self, table: TableInfo) -> sql.Identifier:
+        if self._list_table is None:
+            raise ConfigurationError(
+                "inclusion lists need setting `listTable`: a table with columns "
+                "(list_name text, record_id text)",
+                field="listTable",
+            )
+        list_schema, list_name = self._list_table
+        return sql.Identifier(list_schema or table.schema, list_name)
+
+    async def list_members(self, list_ref: str, ids: Sequence[str]) -> set[str]:
+        async with self._session() as connection:
+            table = await self._table_info(connection)
+        query = sql.SQL(
+            "SELECT record_id FROM {list} WHERE list_name = %s AND record_id = ANY(%s::text[])"
+        ).format(list=self._list_ident(table))
+        members: set[str] = set()
+        for chunk in _chunks(list(ids), self.max_batch_size):
+            async with self._session() as connection, connection.transaction():
+                rows = await self._execute(connection, query, [list_ref, list(chunk)])
+            members.update(str(row[0]) for row in rows)
+        return members
+
+    async def iter_list_members(self, list_ref: str) -> AsyncIterator[list[str]]:
+        async with self._session() as connection:
+            table = await self._table_info(connection)
+        query = sql.SQL(
+            "SELECT record_id FROM {list} WHERE list_name = %s AND record_id > %s "
+            "ORDER BY record_id LIMIT %s"
+        ).format(list=self._list_ident(table))
+        after = ""
+        while True:
+            async with self._session() as connection, connection.transaction():
+                rows = await self._execute(connection, query, [list_ref, after, self.page_size])
+            if not rows:
+                return
+            page = [str(row[0]) for row in rows]
+            yield page
+            if len(rows) < self.page_size:
+                return
+            after = page[-1]
+
+    # ------------------------------------------------------------------ writes
+
+    async def create(
+        self, object_type: str, records: Sequence[Mapping[str, Any]]
+    ) -> list[WriteResult]:
+        self._check_object(object_type)
+        results: list[WriteResult] = []
+        for start in range(0, len(records), self.max_batch_size):
+            batch = records[start : start + self.max_batch_size]
+            results.extend(await self._write(batch, creating=True))
+        return results
+
+    async def update(
+        self, object_type: str, updates: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[WriteResult]:
+        self._check_object(object_type)
+        results: list[WriteResult] = []
+        for start in range(0, len(updates), self.max_batch_size):
+            batch = updates[start : start + self.max_batch_size]
+            results.extend(await self._write(batch, creating=False))
+        return results
+
+    async def _write(
+        self,
+        batch: Sequence[Mapping[str, Any]] | Sequence[tuple[str, Mapping[str, Any]]],
+        creating: bool,
+    ) -> list[WriteResult]:
+        async with self._session() as connection:
+            table = await self._table_info(connection)
+        results: list[WriteResult | None] = [None] * len(batch)
+        field_errors: list[tuple[RecordError, ...]] = [()] * len(batch)
+        groups: dict[tuple[str, ...], list[_Row]] = {}
+        for index, item in enumerate(batch):
+            if creating:
+                assert isinstance(item, Mapping)
+                record_id, fields = None, item
+            else:
+                assert isinstance(item, tuple)
+                record_id, fields = item
+            values, dropped, error = self._prepare(table, fields, creating)
+            field_errors[index] = dropped
+            key: str | None
+            if error is None and not creating:
+                normalized = self._normalize_id(table, str(record_id))
+                if normalized is None:
+                    error = RecordError(
+                        "NotFound",
+                        f"no row with this id in {self._display_table!r}",
+                        table.id_column,
+                    )
+                key = None if normalized is None else str(normalized)
+            else:
+                identity = values.get(table.identity_column)
+                key = None if identity is None else str(identity)
+            if error is not None:
+                results[index] = WriteResult(record_id=record_id, error=error, field_errors=dropped)
+                continue
+            if not creating:
+                values[table.id_column] = key
+            groups.setdefault(tuple(sorted(values)), []).append(_Row(index, values, key))
+        written = await self._write_groups(table, groups, creating)
+        for index, outcome in written.items():
+            record_id = outcome if isinstance(outcome, str) else None
+            error = outcome if isinstance(outcome, RecordError) else None
+            if not creating and error is not None:
+                item = batch[index]
+                assert isinstance(item, tuple)
+                record_id = item[0]
+            results[index] = WriteResult(
+                record_id=record_id, error=error, field_errors=field_errors[index]
+            )
+        return [result for result in results if result is not None]
+
+    def _prepare(
+        self, table: TableInfo, fields: Mapping[str, Any], creating: bool
+    ) -> tuple[dict[str, Any], tuple[RecordError, ...], RecordError | None]:
+        """Writable values, fields dropped (unknown / read-only), or the record's error."""
+        values: dict[str, Any] = {}
+        dropped: list[RecordError] = []
+        for name, value in fields.items():
+            column = table.columns.get(name)
+            if column is None:
+                dropped.append(
+                    RecordError(
+                        "UnknownField", f"table {self._display_table!r} has no such column", name
+                    )
+                )
+                continue
+            if table.read_only(column):
+                dropped.append(RecordError("ReadOnlyField", "this column is read-only", name))
+                continue
+            error = check_value(column, value)
+            if error is not None:
+                return {}, tuple(dropped), error
+            values[name] = value
+        if creating:
+            for column in table.columns.values():
+                needed = not column.nullable and not column.has_default
+                if needed and not table.read_only(column) and column.name not in values:
+                    return (
+                        {},
+                        tuple(dropped),
+                        RecordError(
+                            "RequiredFieldMissing",
+                            f"column {column.name!r} is NOT NULL and has no default",
+                            column.name,
+                        ),
+                    )
+        return values, tuple(dropped), None
+
+    async def _write_groups(
+        self, table: TableInfo, groups: dict[tuple[str, ...], list[_Row]], creating: bool
+    ) -> dict[int, str | RecordError]:
+        """Each group in one statement; if any fails, every row again in its own savepoint."""
+        if not groups:
+            return {}
+        outcomes: dict[int, str | RecordError] = {}
+        async with self._session() as connection:
+            try:
+                async with connection.transaction():
+                    for columns, rows in groups.items():
+                        outcomes.update(
+                            await self._write_batch(connection, table, columns, rows, creating)
+                        )
+                return outcomes
+            except (psycopg.Error, _BatchMismatch) as exc:
+                if isinstance(exc, psycopg.Error) and not errors.is_record_error(exc):
+                    raise
+            outcomes = {}
+            async with connection.transaction():
+                for columns, rows in groups.items():
+                    for row in rows:
+                        outcomes[row.index] = await self._write_one(
+                            connection, table, columns, row, creating
+                        )
+        return outcomes
+
+    async def _write_batch(
+        self,
+        connection: psycopg.AsyncConnection[TupleRow],
+        table: TableInfo,
+        columns: tuple[str, ...],
+        rows: list[_Row],
+        creating: bool,
+    ) -> dict[int, str | RecordError]:
+        keys = [row.key for row in rows]
+        if None in keys or len(set(keys)) != len(keys):
+            raise _BatchMismatch  # rows cannot be told apart in RETURNING: go row by row
+        statement = _insert(table, columns) if creating else _update(table, columns)
+        payload = dumps([row.values for row in rows])
+        returned = await self._execute(connection, statement, [payload])
+        by_key = {str(key): str(record_id) for record_id, key in returned}
+        outcomes: dict[int, str | RecordError] = {}
+        for row in rows:
+            record_id = by_key.get(str(row.key))
+            if record_id is None:
+                if creating:
+                    raise _BatchMismatch  # e.g. a trigger rewrote the identity value
+                outcomes[row.index] = _not_found(table, self._display_table)
+            else:
+                outcomes[row.index] = record_id
+        return outcomes
+
+    async def _write_one(
+        self,
+        connection: psycopg.AsyncConnection[TupleRow],
+        table: TableInfo,
+        columns: tuple[str, ...],
+        row: _Row,
+        creating: bool,
+    ) -> str | RecordError:
+        statement = _insert(table, columns) if creating else _update(table, columns)
+        try:
+            async with connection.transaction():  # a savepoint
+                returned = await self._execute(connection, statement, [dumps([row.values])])
+        except psycopg.Error as exc:
+            if not errors.is_record_error(exc):
+                raise
+            return errors.record_error(
+                exc, table.constraint_columns, _guess_field(table, row.values)
+            )
+        if not returned:
+            return _not_found(table, self._display_table)
+        return str(returned[0][0])
+
+
+class _BatchMismatch(Exception):
+    """The batch statement's result cannot be matched to its rows one to one."""
+
+
+def _not_found(table: TableInfo, display: str) -> RecordError:
+    return RecordError("NotFound", f"no row with this id in {display!r}", table.id_column)
+
+
+def _guess_field(table: TableInfo, values: Mapping[str, Any]) -> str | None:
+    """For a data error PostgreSQL did not attribute: the one non-text column written."""
+    candidates = [
+        name
+        for name in values
+        if name in table.columns and not table.columns[name].is_text and name != table.id_column
+    ]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def _rows_of(table: TableInfo) -> sql.Composed:
+    return sql.SQL("jsonb_populate_recordset(NULL::{table}, %s::jsonb)").format(table=table.ident)
+
+
+def _insert(table: TableInfo, columns: tuple[str, ...]) -> sql.Composed:
+    names = [sql.Identifier(name) for name in columns]
+    identity = sql.Identifier(table.identity_column)
+    updates = [
+        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(name))
+        for name in columns
+        if name != table.identity_column
+    ]
+    # Always something to update, so RETURNING also yields rows that already existed.
+    updates.append(sql.SQL("{c} = EXCLUDED.{c}").format(c=identity))
+    targets = list(names)
+    sources: list[sql.Composable] = list(names)
+    if not table.columns[table.updated_at_column].generated:
+        touched = sql.Identifier(table.updated_at_column)
+        targets.append(touched)
+        sources.append(sql.SQL("clock_timestamp()"))
+        updates.append(sql.SQL("{u} = clock_timestamp()").format(u=touched))
+    return sql.SQL(
+        "INSERT INTO {table} ({targets}) SELECT {sources} FROM {rows} AS v "
+        "ON CONFLICT ({identity}) DO UPDATE SET {updates} RETURNING {id}, {identity}"
+    ).format(
+        table=table.ident,
+        targets=sql.SQL(", ").join(targets),
+        sources=sql.SQL(", ").join(sources),
+        rows=_rows_of(table),
+        identity=identity,
+        updates=sql.SQL(", ").join(updates),
+        id=sql.Identifier(table.id_column),
+    )
+
+
+def _update(table: TableInfo, columns: tuple[str, ...]) -> sql.Composed:
+    id_column = sql.Identifier(table.id_column)
+    assignments = [
+        sql.SQL("{c} = v.{c}").format(c=sql.Identifier(name))
+        for name in columns
+        if name != table.id_column
+    ]
+    if not table.columns[table.updated_at_column].generated:
+        assignments.append(
+            sql.SQL("{u} = clock_timestamp()").format(u=sql.Identifier(table.updated_at_column))
+        )
+    return sql.SQL(
+        "UPDATE {table} AS t SET {assignments} FROM {rows} AS v "
+        "WHERE t.{id} = v.{id} RETURNING t.{id}, t.{id}"
+    ).format(
+        table=table.ident,
+        assignments=sql.SQL(", ").join(assignments),
+        rows=_rows_of(table),
+        id=id_column,
+    )
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
