@@ -20,6 +20,7 @@ from uuid import UUID
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 
 from datasync.api.models import AuthType
@@ -153,12 +154,20 @@ class PostgresConnector(Connector):
         try:
             connection = await psycopg.AsyncConnection.connect(conninfo, autocommit=False)
         except psycopg.Error as exc:
-            raise errors.connect_error(exc, self.credentials.get("password")) from None
+            raise errors.connect_error(exc, self._secrets()) from None
         self._calls += 1
         await connection.execute("SET TIME ZONE 'UTC'")
         await connection.commit()
         self._connection = connection
         return connection
+
+    def _secrets(self) -> list[str]:
+        """Every credential value, and each part of the DSN, to keep out of messages."""
+        values = [value for value in self.credentials.values() if value]
+        with contextlib.suppress(psycopg.Error):
+            dsn = conninfo_to_dict(self.credentials.get("dsn", ""))
+            values += [str(value) for value in dsn.values() if value]
+        return values
 
     async def aclose(self) -> None:
         if self._connection is not None:
@@ -235,6 +244,12 @@ class PostgresConnector(Connector):
         rows = await self._execute(
             connection, sql.SQL("SELECT coalesce(%s, current_schema())"), [self._table_schema]
         )
+        if rows[0][0] is None:
+            raise ConfigurationError(
+                "cannot create the table: the search_path has no existing schema; write "
+                "setting `table` as `schema.table`",
+                field="table",
+            )
         schema_name = str(rows[0][0])
         # Two runs creating the same table at once: the second waits, then finds it.
         await self._execute(
@@ -597,11 +612,7 @@ class PostgresConnector(Connector):
             if error is None and not creating:
                 normalized = self._normalize_id(table, str(record_id))
                 if normalized is None:
-                    error = RecordError(
-                        "NotFound",
-                        f"no row with this id in {self._display_table!r}",
-                        table.id_column,
-                    )
+                    error = _not_found(table, self._display_table)
                 key = None if normalized is None else str(normalized)
             else:
                 identity = values.get(table.identity_column)
@@ -636,12 +647,17 @@ class PostgresConnector(Connector):
             if column is None:
                 dropped.append(
                     RecordError(
-                        "UnknownField", f"table {self._display_table!r} has no such column", name
+                        "UnknownField",
+                        f"table {self._display_table!r} has no such column",
+                        name,
+                        code="42703",  # undefined_column
                     )
                 )
                 continue
             if table.read_only(column):
-                dropped.append(RecordError("ReadOnlyField", "this column is read-only", name))
+                dropped.append(
+                    RecordError("ReadOnlyField", "this column is read-only", name, code="428C9")
+                )
                 continue
             error = check_value(column, value)
             if error is not None:
@@ -658,6 +674,7 @@ class PostgresConnector(Connector):
                             "RequiredFieldMissing",
                             f"column {column.name!r} is NOT NULL and has no default",
                             column.name,
+                            code="23502",  # not_null_violation
                         ),
                     )
         return values, tuple(dropped), None
@@ -743,7 +760,9 @@ class _BatchMismatch(Exception):
 
 
 def _not_found(table: TableInfo, display: str) -> RecordError:
-    return RecordError("NotFound", f"no row with this id in {display!r}", table.id_column)
+    return RecordError(
+        "NotFound", f"no row with this id in {display!r}", table.id_column, code="02000"
+    )
 
 
 def _guess_field(table: TableInfo, values: Mapping[str, Any]) -> str | None:

@@ -8,8 +8,6 @@ and the column or constraint names from the error's diagnostics.
 
 from __future__ import annotations
 
-import re
-
 import psycopg
 from psycopg import errors as pg_errors
 
@@ -98,29 +96,26 @@ def operation_error(exc: psycopg.Error, table: str) -> ConnectorError:
     return FatalError(f"PostgreSQL refused an operation on {table!r}: {describe_sqlstate(exc)}")
 
 
-_LIBPQ_FAILED = re.compile(r"failed: (?P<reason>.*)$", re.DOTALL)
+def _libpq_reason(message: str, secrets: list[str]) -> str:
+    """libpq's last reason (after the final "failed:"), first line, secrets scrubbed out."""
+    text = message.rsplit("failed:", 1)[-1].strip().splitlines()
+    reason = text[0].strip() if text else ""
+    reason = reason.removeprefix("FATAL:").strip()
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            reason = reason.replace(secret, "***")
+    return reason or "no detail"
 
 
-def _libpq_reason(message: str, secret: str | None) -> str:
-    """The server's or libpq's reason (first line), with the password scrubbed out."""
-    match = _LIBPQ_FAILED.search(message)
-    reason = (match.group("reason") if match else message).strip().splitlines()
-    text = reason[0].strip() if reason else ""
-    text = text.removeprefix("FATAL:").strip()
-    if secret:
-        text = text.replace(secret, "***")
-    return text
-
-
-def connect_error(exc: psycopg.Error, password: str | None) -> ConnectorError:
-    """Why connecting failed, naming the Secret key to check; never the password."""
+def connect_error(exc: psycopg.Error, secrets: list[str]) -> ConnectorError:
+    """Why connecting failed, naming the Secret key to check; no credential value."""
     raw = str(exc)
-    reason = _libpq_reason(raw, password)
+    reason = _libpq_reason(raw, secrets)
     lower = raw.lower()
     if "password authentication failed" in lower or "no password supplied" in lower:
         return AuthenticationError(
-            f"PostgreSQL refused the login ({reason}); check Secret keys `password` and "
-            "`username` (or the user and password in `dsn`)",
+            "PostgreSQL refused the login (password authentication failed); check Secret "
+            "keys `password` and `username` (or the user and password in `dsn`)",
             credential="password",
         )
     if ("role" in lower and "does not exist" in lower) or "no pg_hba.conf entry" in lower:
@@ -131,7 +126,7 @@ def connect_error(exc: psycopg.Error, password: str | None) -> ConnectorError:
         )
     if "database" in lower and "does not exist" in lower:
         return ConfigurationError(
-            f"PostgreSQL has no such database ({reason}); check Secret key `database` "
+            "PostgreSQL has no such database; check Secret key `database` "
             "(or the database in `dsn`)",
             field="database",
         )

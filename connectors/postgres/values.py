@@ -21,8 +21,14 @@ from .schema import DECIMAL_TYPES, INTEGER_TYPES, TIMESTAMP_TYPES, Column
 BOOLEAN_WORDS = frozenset({"t", "true", "y", "yes", "on", "1", "f", "false", "n", "no", "off", "0"})
 
 
-def _error(reason: str, column: Column, message: str) -> RecordError:
-    return RecordError(reason=reason, message=message, field=column.name)
+# The SQLSTATE PostgreSQL raises for the same problem, passed on as the error code.
+_CODES = {"RequiredFieldMissing": "23502", "ValueTooLong": "22001", "InvalidFormat": "22P02"}
+
+
+def _error(reason: str, column: Column, message: str, code: str | None = None) -> RecordError:
+    return RecordError(
+        reason=reason, message=message, field=column.name, code=code or _CODES[reason]
+    )
 
 
 def check_value(column: Column, value: Any) -> RecordError | None:
@@ -38,12 +44,16 @@ def check_value(column: Column, value: Any) -> RecordError | None:
                 column,
                 f"the value for {column.name!r} contains a NUL character, which PostgreSQL "
                 "text cannot store",
+                "22021",  # character_not_in_repertoire
             )
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return _error(
-                "InvalidFormat", column, f"the value for {column.name!r} is not valid UTF-8"
+                "InvalidFormat",
+                column,
+                f"the value for {column.name!r} is not valid UTF-8",
+                "22021",
             )
     if isinstance(value, float) and not math.isfinite(value):
         return _error(
@@ -63,7 +73,10 @@ def check_value(column: Column, value: Any) -> RecordError | None:
         limit = INTEGER_TYPES[kind]
         if not -limit <= number < limit:
             return _error(
-                "InvalidFormat", column, f"the value for {column.name!r} is out of range ({kind})"
+                "InvalidFormat",
+                column,
+                f"the value for {column.name!r} is out of range ({kind})",
+                "22003",  # numeric_value_out_of_range
             )
     elif kind in DECIMAL_TYPES and kind != "money":
         if _as_decimal(value) is None:
@@ -71,7 +84,10 @@ def check_value(column: Column, value: Any) -> RecordError | None:
     elif kind == "date":
         if not _parses(value, date.fromisoformat):
             return _error(
-                "InvalidFormat", column, f"column {column.name!r} needs a date (YYYY-MM-DD)"
+                "InvalidFormat",
+                column,
+                f"column {column.name!r} needs a date (YYYY-MM-DD)",
+                "22007",  # invalid_datetime_format
             )
     elif kind in TIMESTAMP_TYPES:
         if not _parses(value, datetime.fromisoformat):
@@ -79,6 +95,7 @@ def check_value(column: Column, value: Any) -> RecordError | None:
                 "InvalidFormat",
                 column,
                 f"column {column.name!r} needs an ISO 8601 date-time",
+                "22007",
             )
     elif kind == "uuid" and not _parses(value, UUID):
         return _error("InvalidFormat", column, f"column {column.name!r} needs a UUID")
