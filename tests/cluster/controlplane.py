@@ -38,6 +38,7 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
 SERVICE_CIDR = "10.0.0.0/24"
 DISABLED_CONTROLLERS = ("node-lifecycle-controller", "taint-eviction-controller")
 ADMIN_USER = "datasync-test-admin"
+LOG_ARCHIVE = Path(os.environ.get("DATASYNC_CLUSTER_LOG_DIR", CLUSTER_DIR / ".logs"))
 
 
 class MissingBinariesError(RuntimeError):
@@ -285,7 +286,13 @@ class ControlPlane:
         return env
 
     def start(self, timeout: float = 90.0) -> ControlPlane:
-        self._binaries = check_binaries(self.bin_dir, require_stamp=self._is_cache_build())
+        """Start everything; on failure the processes are stopped but the work dir and
+        logs are left for `stop(keep_logs_in=...)`."""
+        try:
+            self._binaries = check_binaries(self.bin_dir, require_stamp=self._is_cache_build())
+        except MissingBinariesError:
+            self.stop()
+            raise
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.pki.generate()
         self.etcd_port, self.api_port = free_port(), free_port()
@@ -299,19 +306,24 @@ class ControlPlane:
             self._start_controller_manager()
             self._wait(deadline, "default ServiceAccount", self._default_sa_exists)
         except BaseException:
-            self.stop()
+            self._stop_processes()
             raise
         return self
 
     def stop(self, keep_logs_in: Path | None = None) -> Path | None:
+        self._stop_processes()
+        kept = None
+        if keep_logs_in and self.log_dir.exists():
+            kept = self.archive_logs(keep_logs_in)
+        if self._own_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        return kept
+
+    def _stop_processes(self) -> None:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             process = self._processes.pop(name, None)
             if process is not None:
                 _terminate_group(process)
-        kept = self.archive_logs(keep_logs_in) if keep_logs_in else None
-        if self._own_work_dir:
-            shutil.rmtree(self.work_dir, ignore_errors=True)
-        return kept
 
     def archive_logs(self, destination: Path) -> Path:
         target = destination / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
@@ -557,16 +569,14 @@ def running_control_plane(bin_dir: Path | None = None) -> Iterator[ControlPlane]
         plane.stop()
 
 
-def _wait_for_signal() -> None:
-    stop = {"now": False}
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    def handler(signum: int, frame: object) -> None:
-        stop["now"] = True
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    while not stop["now"]:
-        time.sleep(0.5)
+def _wait_forever() -> None:
+    with suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -576,25 +586,39 @@ def main(argv: list[str] | None = None) -> int:
         "--selector", default=None, help="pod runner label selector ('' for all pods)"
     )
     options = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    plane = ControlPlane()
     try:
-        plane = ControlPlane().start()
+        plane.start()
     except MissingBinariesError as error:
         print(error, file=sys.stderr)
         return 2
+    except ControlPlaneError as error:
+        kept = plane.stop(keep_logs_in=LOG_ARCHIVE)
+        print(f"{error}\nlogs kept in {kept}", file=sys.stderr)
+        return 1
+    except BaseException:
+        plane.stop()
+        raise
     runner = None
     try:
         if not options.no_pod_runner:
             from tests.cluster.podrunner import DEFAULT_SELECTOR, PodRunner
 
             selector = DEFAULT_SELECTOR if options.selector is None else options.selector
-            runner = PodRunner(plane.kubeconfig, label_selector=selector or None).start()
+            runner = PodRunner(
+                plane.kubeconfig,
+                label_selector=selector or None,
+                state_dir=plane.work_dir / "podrunner",
+            ).start()
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"export PATH={plane.bin_dir}:$PATH")
         print(f"# server {plane.server}; component logs in {plane.log_dir}", flush=True)
         if runner is not None:
             print(f"# pod runner logs in {runner.log_root}", flush=True)
         print("# control plane running; press Ctrl-C to stop", flush=True)
-        _wait_for_signal()
+        _wait_forever()
     finally:
         if runner is not None:
             runner.stop()
@@ -603,4 +627,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -4,7 +4,6 @@ Load with `pytest_plugins = ["tests.cluster.fixtures"]`."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import time
@@ -18,15 +17,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.controlplane import (
-    CLUSTER_DIR,
+    LOG_ARCHIVE,
     ControlPlane,
     ControlPlaneError,
     MissingBinariesError,
 )
 from tests.cluster.podrunner import DEFAULT_SELECTOR, PodRunner
-
-LOG_ARCHIVE = Path(os.environ.get("DATASYNC_CLUSTER_LOG_DIR", CLUSTER_DIR / ".logs"))
-
 
 KEPT_LOGS = pytest.StashKey[list[Path]]()
 
@@ -58,8 +54,7 @@ def _start_or_explain(plane: ControlPlane, request: pytest.FixtureRequest) -> st
     except MissingBinariesError as error:
         return str(error)
     except ControlPlaneError as error:
-        kept = plane.archive_logs(LOG_ARCHIVE) if plane.log_dir.exists() else None
-        plane.stop()
+        kept = plane.stop(keep_logs_in=LOG_ARCHIVE)
         _remember_logs(request, kept)
         return f"control plane failed to start: {error}\nlogs kept in {kept}"
     return None

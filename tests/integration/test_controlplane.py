@@ -256,11 +256,13 @@ def job_pod(core: client.CoreV1Api, namespace: str, job: str) -> client.V1Pod:
 
 
 SYNC_SCRIPT = """
-import os, pathlib, sys
+import os, pathlib
+from kubernetes import client, config
 print("hello from", os.environ["POD_NAME"], "token", os.environ["API_TOKEN"])
 settings = pathlib.Path(os.environ["DATASYNC_CONFIG"]).read_text().strip()
-kube = pathlib.Path(os.environ["KUBECONFIG"]).exists()
-summary = f"synced=3 settings={settings} kubeconfig={kube}"
+config.load_kube_config()
+review = client.AuthenticationV1Api().create_self_subject_review(client.V1SelfSubjectReview())
+summary = f"synced=3 settings={settings} user={review.status.user_info.username}"
 pathlib.Path(os.environ["DATASYNC_TERMINATION_MESSAGE_PATH"]).write_text(summary)
 """
 
@@ -340,7 +342,8 @@ def test_job_from_cronjob_runs_to_completion(
     terminated = pod.status.container_statuses[0].state.terminated
     assert terminated.exit_code == 0
     assert terminated.reason == "Completed"
-    assert terminated.message == "synced=3 settings=incremental kubeconfig=True"
+    user = f"system:serviceaccount:{namespace}:default"
+    assert terminated.message == f"synced=3 settings=incremental user={user}"
     assert f"hello from {pod.metadata.name} token s3cret" in pod_runner.logs(
         namespace, pod.metadata.name
     )
