@@ -81,10 +81,10 @@ class PostgresHarness:
 
     async def connector(self) -> Connector:
         connector = PostgresConnector(self.settings, {"dsn": self.dsn}, AuthType.APP_PARAMETERS)
-        assert isinstance(connector, Connector)
         # Pages smaller than in production, so the contract's few hundred rows span pages.
         connector.page_size = self.page_size
-        return connector
+        result: Connector = connector
+        return result
 
     def credentials_parts(self) -> dict[str, str]:
         parts = conninfo_to_dict(self.dsn)
