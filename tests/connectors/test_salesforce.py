@@ -1,0 +1,623 @@
+"""The Salesforce connector against the Salesforce sandbox, over real HTTP."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pytest
+from datasync_connectors.salesforce import SalesforceConnector
+from datasync_connectors.salesforce.sandbox import SalesforceSandbox
+
+from datasync.api.models import AuthType
+from datasync.connector import (
+    AppUnreachableError,
+    AuthenticationError,
+    ConfigurationError,
+    Connector,
+    FieldType,
+    RetriableError,
+)
+from datasync.http import RetryPolicy
+from datasync.registry import get as get_connector
+from datasync.sandbox import Fault, RateLimit
+
+FIELDS = ["Email", "FirstName", "LastName", "Title", "Status__c", "Source__c"]
+FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
+
+
+@dataclass
+class SalesforceHarness:
+    """The connector contract's view of a Salesforce sandbox (see tests/connectors)."""
+
+    sandbox: SalesforceSandbox
+    auth_type: AuthType
+    object_type: str = "contacts"
+    identity_field: str = "Email"
+    settings: dict[str, str] = field(default_factory=dict)
+    _run: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    def _build(self, credentials: Mapping[str, str]) -> SalesforceConnector:
+        settings = self.sandbox.connector_settings() | self.settings
+        connector = SalesforceConnector(settings, credentials, self.auth_type)
+        connector.http.retry = FAST
+        return connector
+
+    async def connector(self) -> Connector:
+        return self._build(self.sandbox.credentials(self.auth_type))
+
+    async def connector_with_bad_credentials(self) -> Connector:
+        credentials = self.sandbox.credentials(self.auth_type)
+        credentials["clientSecret"] = "not-the-secret"
+        return self._build(credentials)
+
+    async def seed(self, records: list[dict[str, Any]]) -> list[str]:
+        return [self.sandbox.insert(record) for record in records]
+
+    async def modify(self, record_id: str, fields: dict[str, Any]) -> None:
+        self.sandbox.set_fields(record_id, fields)
+
+    async def fetch(self, record_id: str) -> dict[str, Any] | None:
+        return self.sandbox.get(record_id)
+
+    def inject(self, fault: Fault) -> bool:
+        self.sandbox.inject(fault)
+        return True
+
+    def make_record(self, i: int) -> dict[str, Any]:
+        return {
+            "FirstName": f"First{i}",
+            "LastName": f"Last{i}",
+            "Email": f"person{i}.{self._run}@example.com",
+            "Title": f"Title {i}",
+        }
+
+    def make_invalid_record(self) -> dict[str, Any]:
+        return {"FirstName": "No Last Name", "Email": "not-an-email"}
+
+
+@pytest.fixture(autouse=True)
+def _allow_sandbox_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATASYNC_ALLOW_SANDBOX_URLS", "true")
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[SalesforceSandbox]:
+    app = SalesforceSandbox()
+    await app.start()
+    yield app
+    await app.stop()
+
+
+@pytest.fixture(params=[AuthType.OAUTH, AuthType.APP_PARAMETERS], ids=["OAuth", "AppParameters"])
+async def harness(request: pytest.FixtureRequest, sandbox: SalesforceSandbox) -> SalesforceHarness:
+    return SalesforceHarness(sandbox, request.param)
+
+
+@pytest.fixture
+async def connector(harness: SalesforceHarness) -> AsyncIterator[SalesforceConnector]:
+    built = await harness.connector()
+    assert isinstance(built, SalesforceConnector)
+    async with built:
+        yield built
+
+
+def _oauth(sandbox: SalesforceSandbox, **settings: str) -> SalesforceConnector:
+    connector = SalesforceConnector(
+        sandbox.connector_settings() | settings,
+        sandbox.credentials(AuthType.OAUTH),
+        AuthType.OAUTH,
+    )
+    connector.http.retry = FAST
+    return connector
+
+
+async def _read_all(
+    connector: Connector, since: datetime | None = None, fields: list[str] = FIELDS
+) -> list[Any]:
+    return [page async for page in connector.read_changed("contacts", since, fields)]
+
+
+# ---------------------------------------------------------------- contract cases
+
+
+def test_registered_as_entry_point() -> None:
+    assert get_connector("salesforce") is SalesforceConnector
+
+
+async def test_check_passes(connector: SalesforceConnector) -> None:
+    await connector.check()
+    assert connector.api_usage is not None
+
+
+async def test_bad_credentials_name_the_secret_key(harness: SalesforceHarness) -> None:
+    connector = await harness.connector_with_bad_credentials()
+    async with connector:
+        with pytest.raises(AuthenticationError) as caught:
+            await connector.check()
+    assert caught.value.credential == "clientSecret"
+    assert "invalid_client" in str(caught.value)
+    assert "not-the-secret" not in str(caught.value)
+
+
+async def test_create_then_read_back(
+    harness: SalesforceHarness, connector: SalesforceConnector
+) -> None:
+    records = [harness.make_record(i) for i in range(3)]
+    results = await connector.create("contacts", records)
+    assert all(result.ok for result in results)
+    ids = [result.record_id for result in results]
+    assert all(ids) and len(set(ids)) == 3
+    stored = await harness.fetch(ids[1])  # type: ignore[arg-type]
+    assert stored is not None and stored["Email"] == records[1]["Email"]
+    read = await connector.read("contacts", [ids[2], ids[0], "003Dn0000000zzzIAA"], FIELDS)
+    assert {record.id: record.fields["Email"] for record in read} == {
+        ids[0]: records[0]["Email"],
+        ids[2]: records[2]["Email"],
+    }
+
+
+async def test_update_writes_and_moves_modstamp(
+    harness: SalesforceHarness, connector: SalesforceConnector
+) -> None:
+    (record_id,) = await harness.seed([harness.make_record(1)])
+    before = await harness.fetch(record_id)
+    results = await connector.update("contacts", [(record_id, {"Title": "CTO"})])
+    assert results[0].ok and results[0].record_id == record_id
+    after = await harness.fetch(record_id)
+    assert after is not None and before is not None
+    assert after["Title"] == "CTO" and after["SystemModstamp"] > before["SystemModstamp"]
+
+
+async def test_invalid_record_fails_alone(
+    harness: SalesforceHarness, connector: SalesforceConnector
+) -> None:
+    results = await connector.create(
+        "contacts", [harness.make_record(1), harness.make_invalid_record(), harness.make_record(2)]
+    )
+    assert [result.ok for result in results] == [True, False, True]
+    error = results[1].error
+    assert error is not None and results[1].record_id is None
+    assert error.code == "INVALID_EMAIL_ADDRESS" and error.reason == "InvalidEmail"
+    assert "(and 1 more error)" in error.message  # LastName is missing too
+    assert "not-an-email" not in error.message
+
+
+async def test_read_changed_pages_and_watermarks(
+    harness: SalesforceHarness, connector: SalesforceConnector
+) -> None:
+    ids = await harness.seed([harness.make_record(i) for i in range(5)])
+    pages = await _read_all(connector)
+    records = [record for page in pages for record in page.records]
+    assert [record.id for record in records] == ids  # oldest first
+    assert pages[-1].watermark == records[-1].modified_at
+    await harness.modify(ids[2], {"Title": "changed"})
+    later = await _read_all(connector, since=pages[-1].watermark)
+    changed = [record for page in later for record in page.records]
+    # `since` is inclusive: the last record read may come again, the edited one must.
+    assert ids[2] in [record.id for record in changed]
+    assert {record.id for record in changed} <= {ids[2], ids[4]}
+    assert next(r for r in changed if r.id == ids[2]).fields["Title"] == "changed"
+
+
+async def test_lookup_by_email_ignores_case(
+    harness: SalesforceHarness, connector: SalesforceConnector
+) -> None:
+    records = [harness.make_record(i) for i in range(3)]
+    ids = await harness.seed(records)
+    found = await connector.lookup(
+        "contacts", "Email", [records[0]["Email"].upper(), "nobody@example.com"], FIELDS
+    )
+    assert [record.id for record in found] == [ids[0]]
+
+
+async def test_describe(connector: SalesforceConnector) -> None:
+    schema = await connector.describe("contacts")
+    fields = schema.fields
+    assert fields["LastName"].required and not fields["FirstName"].required
+    assert fields["Email"].type is FieldType.EMAIL
+    assert fields["Phone"].type is FieldType.PHONE
+    assert fields["HasOptedOutOfEmail"].type is FieldType.BOOLEAN
+    assert not fields["HasOptedOutOfEmail"].required  # defaulted on create
+    assert fields["Id"].read_only and fields["SystemModstamp"].read_only
+    assert fields["SystemModstamp"].type is FieldType.DATETIME
+    assert fields["Status__c"].type is FieldType.ENUMERATION
+    assert fields["Status__c"].options and "Customer" in fields["Status__c"].options
+    assert not fields["Status__c"].required
+    assert fields["Source__c"].max_length == 40
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="status", status=503, count=2),
+        Fault(kind="status", status=503, count=1, retry_after=0.01),
+        Fault(kind="reset", count=1),
+        Fault(kind="malformed", count=1),
+        Fault(kind="slow", delay=0.05),
+    ],
+    ids=["503", "503-retry-after", "reset", "malformed", "slow"],
+)
+async def test_read_survives_transient_faults(
+    harness: SalesforceHarness, connector: SalesforceConnector, fault: Fault
+) -> None:
+    ids = await harness.seed([harness.make_record(i) for i in range(3)])
+    await connector.check()
+    assert harness.inject(fault)
+    records = [record for page in await _read_all(connector) for record in page.records]
+    assert [record.id for record in records] == ids
+
+
+async def test_faults_that_outlive_retries_are_retriable(
+    harness: SalesforceHarness, connector: SalesforceConnector
+) -> None:
+    await connector.check()
+    harness.inject(Fault(kind="status", status=503, count=50))
+    with pytest.raises(RetriableError) as caught:
+        await _read_all(connector)
+    assert caught.value.reason == "AppUnavailable"
+
+
+# ---------------------------------------------------------------- Salesforce specifics
+
+
+async def test_next_records_url_paging(sandbox: SalesforceSandbox) -> None:
+    sandbox.query_batch_size = 200
+    ids = [sandbox.insert({"LastName": f"L{i}", "Email": f"p{i}@example.com"}) for i in range(450)]
+    async with _oauth(sandbox) as connector:
+        pages = await _read_all(connector)
+        assert [len(page.records) for page in pages] == [200, 200, 50]
+        assert [record.id for page in pages for record in page.records] == ids
+        watermarks = [page.watermark for page in pages]
+        assert watermarks == sorted(watermarks)  # type: ignore[type-var]
+        assert connector.api_calls == 1 + 3  # one token, a query and two nextRecordsUrl
+
+
+async def test_records_changed_while_paging_are_not_missed(sandbox: SalesforceSandbox) -> None:
+    sandbox.query_batch_size = 200
+    ids = [sandbox.insert({"LastName": f"L{i}"}) for i in range(450)]
+    seen: list[str] = []
+    last_watermark = None
+    async with _oauth(sandbox) as connector:
+        async for page in connector.read_changed("contacts", None, ["LastName"]):
+            seen += [record.id for record in page.records]
+            last_watermark = page.watermark
+            if len(seen) == 200:
+                sandbox.set_fields(ids[10], {"LastName": "edited early"})  # already read
+                sandbox.set_fields(ids[420], {"LastName": "edited late"})  # not read yet
+                sandbox.insert({"LastName": "new while paging"})
+        assert sorted(seen) == sorted(ids)  # nothing skipped, nothing doubled
+        next_run = await _read_all(connector, since=last_watermark, fields=["LastName"])
+        again = {r.id: r.fields["LastName"] for p in next_run for r in p.records}
+        assert again[ids[10]] == "edited early" and again[ids[420]] == "edited late"
+        assert "new while paging" in again.values()
+
+
+HOSTILE = [
+    "O'Brien",
+    "back\\slash",
+    "x' OR LastName != 'y",
+    "\\' OR Id != null --",
+    "quote \" and \\' mixed",
+    "new\nline\ttab",
+    "ünïcødé ✓",
+]
+
+
+async def test_lookup_escapes_hostile_values(sandbox: SalesforceSandbox) -> None:
+    ids = {value: sandbox.insert({"LastName": "H", "Source__c": value}) for value in HOSTILE}
+    decoy = sandbox.insert({"LastName": "Decoy", "Source__c": "y"})
+    async with _oauth(sandbox) as connector:
+        for value in HOSTILE:
+            found = await connector.lookup("contacts", "Source__c", [value], ["Source__c"])
+            assert [record.id for record in found] == [ids[value]], value
+            assert found[0].fields["Source__c"] == value
+        everything = await connector.lookup("contacts", "Source__c", HOSTILE, ["Source__c"])
+        assert {record.id for record in everything} == set(ids.values())
+        assert decoy not in {record.id for record in everything}
+        with pytest.raises(ConfigurationError) as caught:
+            await connector.lookup("contacts", "Email) OR (Id", ["x"], ["Email"])
+        assert caught.value.field == "Email) OR (Id"
+
+
+async def test_lookup_and_read_chunk_long_value_lists(sandbox: SalesforceSandbox) -> None:
+    emails = [f"a.rather.long.address.number{i:04d}@subdomain.example.com" for i in range(450)]
+    ids = [sandbox.insert({"LastName": "L", "Email": email}) for email in emails]
+    async with _oauth(sandbox) as connector:
+        found = await connector.lookup("contacts", "Email", emails, ["Email"])
+        assert sorted(record.id for record in found) == sorted(ids)
+        queries = connector.api_calls - 1
+        assert queries >= 3  # 450 values never fit one query URL
+        read = await connector.read("contacts", ids, ["Email"])
+        assert sorted(record.id for record in read) == sorted(ids)
+        assert connector.api_calls - 1 - queries == 3  # 200 ids per query
+
+
+async def test_record_error_codes_pass_through(sandbox: SalesforceSandbox) -> None:
+    sandbox.duplicate_rule = True
+    sandbox.add_validation_rule("Title", "Intern", "Interns are not synced")
+    sandbox.insert({"LastName": "Existing", "Email": "taken@example.com"})
+    bad = [
+        {"FirstName": "no last name"},
+        {"LastName": "A", "Email": "secret-value@@example"},
+        {"LastName": "B", "Status__c": "Secret Picklist Value"},
+        {"LastName": "C", "Source__c": "secret-long-value-" * 5},
+        {"LastName": "D", "Email": "TAKEN@example.com"},
+        {"LastName": "E", "Title": "Intern"},
+    ]
+    async with _oauth(sandbox) as connector:
+        results = await connector.create("contacts", bad)
+    summary = [(r.error.reason, r.error.code, r.error.field) for r in results if r.error]
+    assert summary == [
+        ("RequiredFieldMissing", "REQUIRED_FIELD_MISSING", "LastName"),
+        ("InvalidEmail", "INVALID_EMAIL_ADDRESS", "Email"),
+        ("InvalidOption", "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", "Status__c"),
+        ("ValueTooLong", "STRING_TOO_LONG", "Source__c"),
+        ("Duplicate", "DUPLICATE_VALUE", "Email"),
+        ("AppRejected", "FIELD_CUSTOM_VALIDATION_EXCEPTION", "Title"),
+    ]
+    for result in results:
+        assert result.error is not None
+        assert "secret" not in result.error.message.lower()
+        assert "taken@" not in result.error.message.lower()
+    assert "Interns are not synced" in results[-1].error.message  # type: ignore[union-attr]
+
+
+async def test_unknown_field_fails_the_batch_with_its_name(sandbox: SalesforceSandbox) -> None:
+    async with _oauth(sandbox) as connector:
+        results = await connector.create(
+            "contacts", [{"LastName": "A"}, {"LastName": "B", "Nope__c": "x"}]
+        )
+        assert [r.error.reason if r.error else None for r in results] == ["UnknownField"] * 2
+        assert results[0].error is not None and results[0].error.field == "Nope__c"
+        with pytest.raises(ConfigurationError) as caught:
+            await _read_all(connector, fields=["Email", "Nope__c"])
+        assert caught.value.field == "Nope__c"
+
+
+async def test_writes_go_in_batches_of_200(sandbox: SalesforceSandbox) -> None:
+    async with _oauth(sandbox) as connector:
+        results = await connector.create(
+            "contacts", [{"LastName": f"L{i}", "Email": f"b{i}@example.com"} for i in range(450)]
+        )
+        assert len(results) == 450 and all(result.ok for result in results)
+        assert connector.api_calls == 1 + 3
+        updates = [(str(result.record_id), {"Title": "Batch"}) for result in results]
+        updated = await connector.update("contacts", updates)
+        assert [result.record_id for result in updated] == [u[0] for u in updates]
+        assert connector.api_calls == 1 + 6
+    assert {record["Title"] for record in sandbox.records()} == {"Batch"}
+
+
+async def test_session_expiry_mid_run_refreshes_once(sandbox: SalesforceSandbox) -> None:
+    sandbox.load({"LastName": f"L{i}"} for i in range(3))
+    async with _oauth(sandbox) as connector:
+        await connector.check()
+        tokens = sandbox.token_requests
+        sandbox.expire_sessions()
+        pages = await _read_all(connector, fields=["LastName"])
+        assert sum(len(page.records) for page in pages) == 3
+        assert sandbox.token_requests == tokens + 1
+
+
+async def test_session_timeout_setting_renews_proactively(sandbox: SalesforceSandbox) -> None:
+    async with _oauth(sandbox, sessionTimeoutMinutes="5") as connector:
+        await connector.check()
+        tokens = sandbox.token_requests
+        session = await connector.tokens.session()
+        session.obtained_at -= 5 * 60  # as if the org's five-minute timeout had passed
+        await _read_all(connector, fields=["LastName"])
+        assert sandbox.token_requests == tokens + 1
+    with pytest.raises(ConfigurationError) as caught:
+        _oauth(sandbox, sessionTimeoutMinutes="1")
+    assert caught.value.field == "sessionTimeoutMinutes"
+
+
+async def test_revoked_refresh_token_names_refresh_token(sandbox: SalesforceSandbox) -> None:
+    async with _oauth(sandbox) as connector:
+        await connector.check()
+        sandbox.inject(Fault(kind="revoke_refresh_token"))
+        with pytest.raises(AuthenticationError) as caught:
+            await _read_all(connector)
+    assert caught.value.credential == "refreshToken"
+    assert "invalid_grant" in str(caught.value)
+    assert sandbox.refresh_token not in str(caught.value)
+
+
+async def test_check_names_the_failing_credential(sandbox: SalesforceSandbox) -> None:
+    credentials = sandbox.credentials(AuthType.OAUTH)
+    cases = [
+        (AuthType.OAUTH, {"clientId": "wrong"}, "clientId", "invalid_client_id"),
+        (AuthType.OAUTH, {"clientSecret": "wrong"}, "clientSecret", "invalid_client"),
+        (AuthType.OAUTH, {"refreshToken": "wrong"}, "refreshToken", "invalid_grant"),
+    ]
+    for auth_type, change, credential, code in cases:
+        async with SalesforceConnector(
+            sandbox.connector_settings(), credentials | change, auth_type
+        ) as connector:
+            with pytest.raises(AuthenticationError) as caught:
+                await connector.check()
+        assert caught.value.credential == credential
+        assert code in str(caught.value)
+        assert "wrong" not in str(caught.value)
+    sandbox.client_credentials_enabled = False
+    async with SalesforceConnector(
+        sandbox.connector_settings(),
+        sandbox.credentials(AuthType.APP_PARAMETERS),
+        AuthType.APP_PARAMETERS,
+    ) as connector:
+        with pytest.raises(AuthenticationError) as caught:
+            await connector.check()
+    assert caught.value.credential == "clientId" and "run-as user" in str(caught.value)
+
+
+async def test_unreachable_org_names_the_setting(sandbox: SalesforceSandbox) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for auth_type, setting in (
+        (AuthType.OAUTH, "loginUrl"),
+        (AuthType.APP_PARAMETERS, "organizationUrl"),
+    ):
+        connector = SalesforceConnector(
+            {"organizationUrl": closed, "loginUrl": closed},
+            sandbox.credentials(auth_type),
+            auth_type,
+        )
+        connector.http.retry = FAST
+        async with connector:
+            with pytest.raises(AppUnreachableError) as caught:
+                await connector.check()
+        assert setting in str(caught.value)
+
+
+async def test_api_usage_header_and_reserve(sandbox: SalesforceSandbox) -> None:
+    sandbox.daily_api_limit = 1000
+    async with _oauth(sandbox, apiUsageReserve="100") as connector:
+        await _read_all(connector)
+        assert connector.api_usage == (sandbox.api_requests_used, 1000)
+        sandbox.api_requests_used = 950
+        await _read_all(connector)  # still sees 49 left only after this call
+        assert connector.api_usage == (951, 1000)
+        served = sandbox.requests_served
+        with pytest.raises(RetriableError) as caught:
+            await _read_all(connector)
+        assert caught.value.reason == "RateLimited"
+        assert "apiUsageReserve" in str(caught.value)
+        assert sandbox.requests_served == served  # stopped before calling
+
+
+async def test_daily_limit_exceeded_is_rate_limited(sandbox: SalesforceSandbox) -> None:
+    async with _oauth(sandbox, apiUsageReserve="0") as connector:
+        await connector.check()
+        sandbox.daily_api_limit = sandbox.api_requests_used
+        with pytest.raises(RetriableError) as caught:
+            await connector.create("contacts", [{"LastName": "A"}])
+        assert caught.value.reason == "RateLimited"
+        assert "REQUEST_LIMIT_EXCEEDED" in str(caught.value)
+
+
+async def test_concurrency_limit_is_retried_then_rate_limited(sandbox: SalesforceSandbox) -> None:
+    async with _oauth(sandbox) as connector:
+        await connector.check()
+        sandbox.rate_limit = RateLimit(requests=0, per_seconds=3600)
+        served = sandbox.requests_served
+        with pytest.raises(RetriableError) as caught:
+            await _read_all(connector)
+        assert caught.value.reason == "RateLimited"
+        assert sandbox.requests_served - served == 4  # first try and three backed-off retries
+        sandbox.rate_limit = None
+        assert await _read_all(connector) is not None
+
+
+async def test_campaigns_are_lists(sandbox: SalesforceSandbox) -> None:
+    inside = [sandbox.insert({"LastName": f"In{i}", "campaigns": ["Spring"]}) for i in range(3)]
+    outside = sandbox.insert({"LastName": "Out"})
+    campaign = sandbox.campaign_id("Spring")
+    assert campaign is not None
+    async with _oauth(sandbox) as connector:
+        for ref in ("Spring", campaign, campaign[:15]):
+            members = await connector.list_members(ref, [*inside, outside])
+            assert members == set(inside)
+        pages = [page async for page in connector.iter_list_members("Spring")]
+        assert sorted(member for page in pages for member in page) == sorted(inside)
+        with pytest.raises(ConfigurationError) as caught:
+            await connector.list_members("No Such Campaign", inside)
+        assert caught.value.field == "inclusionList.list"
+
+
+async def test_leads(sandbox: SalesforceSandbox) -> None:
+    async with _oauth(sandbox, sobject="Lead") as connector:
+        results = await connector.create(
+            "contacts",
+            [{"LastName": "A", "Company": "Acme", "Email": "a@example.com"}, {"LastName": "B"}],
+        )
+        assert results[0].ok
+        assert results[1].error is not None and results[1].error.field == "Company"
+        records = [
+            r for p in await _read_all(connector, fields=["Email", "Company"]) for r in p.records
+        ]
+        assert [record.fields["Company"] for record in records] == ["Acme"]
+        assert (await connector.describe("contacts")).fields["Company"].required
+        assert connector.field_map["company"] == "Company"
+    assert sandbox.records("Lead")[0]["Status"] == "Open - Not Contacted"
+
+
+@pytest.mark.parametrize(
+    ("settings", "auth_type", "field_name"),
+    [
+        ({"colour": "blue"}, AuthType.OAUTH, "colour"),
+        ({"apiVersion": "latest"}, AuthType.OAUTH, "apiVersion"),
+        ({"sobject": "Account"}, AuthType.OAUTH, "sobject"),
+        ({"loginUrl": "login.salesforce.com"}, AuthType.OAUTH, "loginUrl"),
+        ({"loginUrl": "http://login.salesforce.com"}, AuthType.OAUTH, "loginUrl"),
+        ({"loginUrl": "https://evil.example.com"}, AuthType.OAUTH, "loginUrl"),
+        ({}, AuthType.APP_PARAMETERS, "organizationUrl"),
+        (
+            {"organizationUrl": "https://acme.my.salesforce.com/home"},
+            AuthType.APP_PARAMETERS,
+            "organizationUrl",
+        ),
+    ],
+)
+def test_bad_settings_name_the_setting(
+    settings: dict[str, str], auth_type: AuthType, field_name: str
+) -> None:
+    credentials = {"clientId": "id", "clientSecret": "s", "refreshToken": "r"}
+    with pytest.raises(ConfigurationError) as caught:
+        SalesforceConnector(settings, credentials, auth_type)
+    assert caught.value.field == field_name
+    assert field_name in str(caught.value)
+
+
+def test_sandbox_urls_need_the_opt_in(
+    sandbox: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATASYNC_ALLOW_SANDBOX_URLS")
+    with pytest.raises(ConfigurationError) as caught:
+        _oauth(sandbox)
+    assert caught.value.field in ("organizationUrl", "loginUrl")
+    assert "DATASYNC_ALLOW_SANDBOX_URLS" in str(caught.value)
+
+
+def test_missing_secret_key_is_named() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        SalesforceConnector({}, {"clientId": "id", "clientSecret": "s"}, AuthType.OAUTH)
+    assert caught.value.field == "refreshToken"
+
+
+def test_defaults_and_metadata() -> None:
+    connector = SalesforceConnector(
+        {"organizationUrl": "https://acme.my.salesforce.com"},
+        {"clientId": "id", "clientSecret": "s"},
+        AuthType.APP_PARAMETERS,
+    )
+    assert connector.config.loginUrl == "https://login.salesforce.com"
+    assert connector.config.apiVersion == "v62.0" and connector.sobject == "Contact"
+    assert connector.tokens.token_url == "https://acme.my.salesforce.com/services/oauth2/token"
+    assert SalesforceConnector.identity_field("contacts") == "Email"
+    assert SalesforceConnector.max_batch_size == 200
+    assert "company" not in SalesforceConnector.standard_fields["contacts"]
+
+
+async def test_no_secrets_or_values_in_logs(
+    sandbox: SalesforceSandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sandbox.insert({"LastName": "Private", "Email": "private.person@example.com"})
+    async with _oauth(sandbox) as connector:
+        await connector.check()
+        await connector.lookup("contacts", "Email", ["private.person@example.com"], ["Email"])
+        await connector.create("contacts", [{"LastName": "X", "Email": "bad@@example"}])
+        sandbox.expire_sessions()
+        await _read_all(connector)
+    text = caplog.text
+    for secret in sandbox.credentials(AuthType.OAUTH).values():
+        assert secret not in text
+    assert "private.person" not in text and "bad@@example" not in text
+    assert "Bearer" not in text
