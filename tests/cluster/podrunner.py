@@ -136,6 +136,7 @@ class PodRunner:
         )
         self._cond = threading.Condition()
         self._claimed: set[str] = set()
+        self._done: set[str] = set()
         self._states: dict[str, PodState] = {}
         self._log_paths: dict[tuple[str, str], Path] = {}
         self._outstanding = 0
@@ -369,7 +370,7 @@ class PodRunner:
             if state is not None and state.kill_reason is None:
                 state.kill_reason = reason
                 state.wake.set()
-            elif state is None and uid in self._claimed:
+            elif state is None and uid in self._claimed and uid not in self._done:
                 self._states[uid] = PodState("", "", uid, Path(), Path(), kill_reason=reason)
 
     def _force_delete(self, pod: Json) -> None:
@@ -398,6 +399,7 @@ class PodRunner:
         finally:
             with self._cond:
                 self._states.pop(meta["uid"], None)
+                self._done.add(meta["uid"])
                 self._outstanding -= 1
                 self._cond.notify_all()
 
@@ -595,12 +597,16 @@ class PodRunner:
         }
         kubeconfig.write_text(yaml.safe_dump(document))
         parsed = urlparse(server)
-        return {
-            "KUBECONFIG": str(kubeconfig),
-            "KUBERNETES_SERVICE_HOST": parsed.hostname or "127.0.0.1",
-            "KUBERNETES_SERVICE_PORT": str(parsed.port or 443),
-            "KUBERNETES_SERVICE_PORT_HTTPS": str(parsed.port or 443),
-        }
+        env = {"KUBECONFIG": str(kubeconfig)}
+        if Path(SA_MOUNT_PATH, "token").exists():
+            return env
+        port = str(parsed.port or 443)
+        env.update(
+            KUBERNETES_SERVICE_HOST=parsed.hostname or "127.0.0.1",
+            KUBERNETES_SERVICE_PORT=port,
+            KUBERNETES_SERVICE_PORT_HTTPS=port,
+        )
+        return env
 
     def _cluster_ca(self) -> Path:
         assert self._api is not None
@@ -828,6 +834,8 @@ class PodRunner:
         process = state.process
         assert process is not None
         while process.poll() is None:
+            if state.kill_reason is None and self._stopping.is_set():
+                state.kill_reason = "Stopped"
             if state.kill_reason is None and deadline is not None and time.time() > deadline:
                 state.kill_reason = "DeadlineExceeded"
             if state.kill_reason is not None:
