@@ -776,3 +776,85 @@ async def test_concurrent_operations_share_one_connection_safely(
     counted, written = await asyncio.gather(read_all(), write())
     assert all(written) and counted >= 20
     assert await harness.count() == 30
+
+
+# ------------------------------------------------------------------ properties and memory
+
+ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["2024-02-30", "2024-02-03", "20240203", "yes", "off", " 7 ", "1e3"]),
+    st.sampled_from([*STAGES, "LEAD", ""]),
+)
+WRITABLE = ["first_name", "phone", "lifecycle_stage", "email_opt_out", "score", "birthday"]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(column=st.sampled_from(WRITABLE), value=ANY_VALUE, creating=st.booleans())
+def test_any_value_yields_a_result_and_never_blocks_the_good_rows(
+    harness_dsn: str, column: str, value: Any, creating: bool
+) -> None:
+    """Whatever one record holds, the batch answers per record and the others are written."""
+
+    async def scenario() -> None:
+        tag = uuid.uuid4().hex
+        good = [{"email": f"a{tag}@example.com"}, {"email": f"b{tag}@example.com"}]
+        odd = {"email": f"c{tag}@example.com", column: value}
+        async with PostgresConnector(
+            {"table": "contacts"}, {"dsn": harness_dsn}, AuthType.APP_PARAMETERS
+        ) as connector:
+            if creating:
+                results = await connector.create("contacts", [good[0], odd, good[1]])
+            else:
+                made = await connector.create("contacts", [*good, {"email": odd["email"]}])
+                ids = [str(r.record_id) for r in made]
+                results = await connector.update(
+                    "contacts",
+                    [(ids[0], {"city": "x"}), (ids[2], {column: value}), (ids[1], {"city": "y"})],
+                )
+            assert len(results) == 3
+            assert results[0].ok and results[2].ok
+            middle = results[1]
+            if middle.error is not None:
+                assert middle.error.field == column
+                assert middle.error.code
+                if isinstance(value, str) and len(value) >= 4:
+                    assert value not in middle.error.message
+            found = await connector.lookup(
+                "contacts", "email", [g["email"] for g in good], ["email"]
+            )
+            assert len(found) == 2
+
+    asyncio.run(scenario())
+
+
+async def test_reading_streams_pages_instead_of_loading_the_table(
+    harness: PostgresHarness, connector: PostgresConnector
+) -> None:
+    import tracemalloc
+
+    async with await psycopg.AsyncConnection.connect(harness.dsn, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO contacts (email, company) SELECT 'bulk' || n || '@example.com', "
+            "repeat('x', 500) FROM generate_series(1, 20000) AS n"
+        )
+    connector.page_size = 500
+    tracemalloc.start()
+    try:
+        count = 0
+        async for page in connector.read_changed("contacts", None, ["email", "company"]):
+            assert len(page.records) <= 500
+            count += len(page.records)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 20000
+    # The whole table is >10 MB as Python objects; one page of 500 is well under 4 MB.
+    assert peak < 4 * 1024 * 1024, f"peak {peak} bytes: the read is not streaming"
