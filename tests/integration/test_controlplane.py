@@ -498,3 +498,87 @@ def test_pod_runner_relists_after_watch_expiry(tmp_path: Path) -> None:
     runner._watch_once = watch_once  # type: ignore[method-assign]
     runner._watch_loop(None)
     assert seen == [None, "41", None]
+
+
+def managed_pod(name: str, command: list[str], **spec: Any) -> client.V1Pod:
+    container_keys = {"env", "env_from", "volume_mounts"}
+    container = client.V1Container(
+        name="main",
+        image="datasync:test",
+        command=command,
+        **{k: v for k, v in spec.items() if k in container_keys},
+    )
+    pod_spec = {k: v for k, v in spec.items() if k not in container_keys}
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=MANAGED),
+        spec=client.V1PodSpec(restart_policy="Never", containers=[container], **pod_spec),
+    )
+
+
+def terminated_state(core: client.CoreV1Api, namespace: str, name: str) -> Any:
+    def probe() -> Any:
+        pod = core.read_namespaced_pod(name, namespace)
+        if pod.status.phase in ("Succeeded", "Failed"):
+            return pod.status.container_statuses[0].state.terminated
+        return None
+
+    return wait_for(probe, 30, f"pod {name} to finish")
+
+
+def test_pod_runner_waits_for_config_persists_claims_and_reports_start_errors(
+    kube_api: client.ApiClient, namespace: str, pod_runner: PodRunner
+) -> None:
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="state"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Mi"}),
+            ),
+        ),
+    )
+    claim = client.V1Volume(
+        name="state",
+        persistent_volume_claim=client.V1PersistentVolumeClaimVolumeSource(claim_name="state"),
+    )
+    mount = [client.V1VolumeMount(name="state", mount_path="/var/lib/datasync")]
+    env_from = [
+        client.V1EnvFromSource(prefix="CRM_", secret_ref=client.V1SecretEnvSource(name="late"))
+    ]
+    writer = "import os; open('/var/lib/datasync/cursor', 'w').write(os.environ['CRM_CURSOR'])"
+    core.create_namespaced_pod(
+        namespace,
+        managed_pod(
+            "writer",
+            ["python3", "-c", writer],
+            volumes=[claim],
+            volume_mounts=mount,
+            env_from=env_from,
+        ),
+    )
+
+    def waiting_reason() -> str | None:
+        statuses = core.read_namespaced_pod("writer", namespace).status.container_statuses
+        return statuses and statuses[0].state.waiting and statuses[0].state.waiting.reason
+
+    assert wait_for(waiting_reason, 30, "config error") == "CreateContainerConfigError"
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="late"), string_data={"CURSOR": "c-42"}),
+    )
+    assert terminated_state(core, namespace, "writer").exit_code == 0
+
+    reader = "print(open('/var/lib/datasync/cursor').read())"
+    core.create_namespaced_pod(
+        namespace,
+        managed_pod("reader", ["python3", "-c", reader], volumes=[claim], volume_mounts=mount),
+    )
+    assert terminated_state(core, namespace, "reader").exit_code == 0
+    assert pod_runner.logs(namespace, "reader").strip() == "c-42"
+
+    core.create_namespaced_pod(namespace, managed_pod("missing", ["no-such-binary-x"]))
+    missing = terminated_state(core, namespace, "missing")
+    assert (missing.exit_code, missing.reason) == (128, "StartError")
+    assert "no-such-binary-x" in missing.message
