@@ -8,7 +8,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-hash="$(cat "$here/versions.env" "$here/build.sh" | sha256sum | cut -c1-16)"
+# Cache key: the pins (comments ignored) and this recipe; mirrored by versions_hash() in
+# controlplane.py.
+hash="$({ grep -Ev '^[[:space:]]*(#|$)' "$here/versions.env"; cat "$here/build.sh"; } \
+  | sha256sum | cut -c1-16)"
 cache_root="${DATASYNC_CLUSTER_CACHE:-$HOME/.cache/datasync-cluster}"
 out="$cache_root/$hash"
 bin="$out/bin"

@@ -50,7 +50,12 @@ class ControlPlaneError(RuntimeError):
 
 
 def versions_hash() -> str:
-    data = VERSIONS_FILE.read_bytes() + BUILD_SCRIPT.read_bytes()
+    pins = [
+        line + "\n"
+        for line in VERSIONS_FILE.read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    data = "".join(pins).encode() + BUILD_SCRIPT.read_bytes()
     return hashlib.sha256(data).hexdigest()[:16]
 
 

@@ -3,6 +3,7 @@ pod (via the pod runner), Job failure, garbage collection."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -13,7 +14,13 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.cluster.controlplane import ControlPlane, MissingBinariesError, check_binaries
+from tests.cluster.controlplane import (
+    BUILD_SCRIPT,
+    ControlPlane,
+    MissingBinariesError,
+    check_binaries,
+    default_bin_dir,
+)
 from tests.cluster.podrunner import DEFAULT_SELECTOR, PodRunner
 
 pytestmark = pytest.mark.integration
@@ -582,3 +589,16 @@ def test_pod_runner_waits_for_config_persists_claims_and_reports_start_errors(
     missing = terminated_state(core, namespace, "missing")
     assert (missing.exit_code, missing.reason) == (128, "StartError")
     assert "no-such-binary-x" in missing.message
+
+
+def test_python_harness_and_build_script_agree_on_the_cache_dir(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DATASYNC_CLUSTER_BIN", raising=False)
+    printed = subprocess.run(
+        ["bash", str(BUILD_SCRIPT), "--print-bin-dir"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(printed) == default_bin_dir()
