@@ -1,0 +1,884 @@
+"""One sync run between two connectors. See docs/engine.md for the rules it implements.
+
+A run reads each writing side's changes since its watermark, page by page. Each chunk of a
+page is matched to counterparts (pairs from the state store, read back by id; new records
+looked up by identity), every mapped field is decided (who wins, or nothing to do),
+validated against the target's schema, and written in the largest batches the app takes.
+Pairs, fingerprints and health are committed per batch, and a side's watermark advances
+only past pages whose records are all committed, and never past a record that failed for
+a transient reason. Failing records are read again by id and retried on every run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from datasync.api.models import (
+    ConflictResolution,
+    DataSyncConnectionSpec,
+    Filter,
+    FilterOperator,
+    Side,
+    SyncResult,
+    SyncSummary,
+)
+from datasync.connector import (
+    Connector,
+    ConnectorError,
+    FatalError,
+    ObjectSchema,
+    Record,
+    RecordError,
+    RetriableError,
+    WriteResult,
+)
+from datasync.engine.mappings import (
+    ResolvedMapping,
+    check_fields,
+    identity_of,
+    resolve_mappings,
+    value_kind,
+)
+from datasync.engine.progress import NoProgress, Progress
+from datasync.engine.report import Report, scrub
+from datasync.engine.validation import FieldRule, Validated, validate_write
+from datasync.engine.values import (
+    canonical,
+    fingerprint,
+    is_blank,
+    map_value,
+    normalize_identity,
+)
+from datasync.state.base import Pair, StateStore
+
+# Re-read this much before a watermark: app clocks and search indexes lag a little.
+OVERLAP = timedelta(minutes=2)
+# Skips that are data problems worth showing in the samples (list/filter skips are not).
+SAMPLED_SKIPS = frozenset({"MissingIdentity", "DuplicateIdentity", "CounterpartDeleted"})
+SIDES = (Side.SOURCE, Side.DESTINATION)
+
+T = TypeVar("T")
+
+
+def other(side: Side) -> Side:
+    return Side.DESTINATION if side == Side.SOURCE else Side.SOURCE
+
+
+def chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), max(1, size)):
+        yield list(items[start : start + max(1, size)])
+
+
+def _min(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _max(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+def _newer(a: Record, b: Record) -> bool:
+    return a.modified_at > b.modified_at
+
+
+@dataclass
+class FieldPlan:
+    mapping: ResolvedMapping
+    target: Side | None = None  # where the value goes; None: nothing to write
+    value: Any = None
+    fp_written: str | None = None  # fingerprint once the write succeeded
+    fp_else: str | None = None  # fingerprint when nothing is written (None: keep the old)
+
+
+@dataclass
+class PairWork:
+    pair: Pair
+    records: dict[Side, Record]
+    eligible: dict[Side, str | None]  # None: the record may leave its app; else why not
+    fresh: bool
+    plans: list[FieldPlan] = field(default_factory=list)
+    writes: dict[Side, Validated] = field(default_factory=dict)
+    succeeded: set[Side] = field(default_factory=set)
+    failures: dict[Side, RecordError] = field(default_factory=dict)
+
+    def record_id(self, side: Side) -> str:
+        return self.records[side].id
+
+
+@dataclass
+class CreateWork:
+    record: Record  # on the origin side
+    target: Side
+    validated: Validated
+    fingerprint: dict[str, str]
+
+
+@dataclass
+class Endpoint:
+    side: Side
+    connector: Connector
+    schema: ObjectSchema
+    identity_field: str
+    fields: list[str]
+    list_ref: str | None
+    filters: list[Filter]
+
+
+async def run_sync(
+    spec: DataSyncConnectionSpec,
+    source: Connector,
+    destination: Connector,
+    store: StateStore,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    job: str | None = None,
+    overlap: timedelta = OVERLAP,
+) -> SyncSummary:
+    """Run one sync. Per-record problems are reported, never raised; a fatal error ends
+    the run with result Failed and `error` saying what to fix."""
+    run = _Run(spec, source, destination, store, dry_run, progress or NoProgress(), overlap)
+    started = datetime.now(UTC)
+    error: str | None = None
+    try:
+        await run.execute()
+    except FatalError as exc:
+        error = scrub(str(exc)) or type(exc).__name__
+    except RetriableError as exc:
+        error = scrub(f"{exc} (the app is unavailable; the next run will try again)")
+    except ConnectorError as exc:
+        error = scrub(str(exc)) or type(exc).__name__
+    finally:
+        run.progress.finished()
+    report = run.report
+    if error is not None:
+        result = SyncResult.FAILED
+    elif report.failure_total:
+        result = SyncResult.PARTIALLY_SUCCEEDED
+    else:
+        result = SyncResult.SUCCEEDED
+    return SyncSummary(
+        job=job,
+        startedAt=started,
+        finishedAt=datetime.now(UTC),
+        result=result,
+        dryRun=dry_run,
+        records=report.records,
+        skipped=dict(sorted(report.skipped.items())),
+        failures=report.failures(),
+        health=store.health(),
+        apiCalls={"source": source.api_calls, "destination": destination.api_calls},
+        error=error[:1024] if error else None,
+    )
+
+
+class _Run:
+    def __init__(
+        self,
+        spec: DataSyncConnectionSpec,
+        source: Connector,
+        destination: Connector,
+        store: StateStore,
+        dry_run: bool,
+        progress: Progress,
+        overlap: timedelta,
+    ) -> None:
+        self.spec = spec
+        self.object_type = str(spec.objectType)
+        self.connectors = {Side.SOURCE: source, Side.DESTINATION: destination}
+        self.store = store
+        self.dry_run = dry_run
+        self.progress = progress
+        self.overlap = overlap
+        self.report = Report()
+        self.handled: dict[Side, set[str]] = {Side.SOURCE: set(), Side.DESTINATION: set()}
+        self.system_of_record = Side(spec.systemOfRecord)
+        self.most_recent = spec.conflictResolution == ConflictResolution.MOST_RECENT
+        self.mappings: list[ResolvedMapping] = []
+        self.ends: dict[Side, Endpoint] = {}
+        self.kinds: dict[str, str] = {}
+        self.chunk = 1
+
+    # ------------------------------------------------------------------ setup
+    async def execute(self) -> None:
+        await self.prepare()
+        for side in SIDES:
+            if self.leaves(side) and self.ends[side].list_ref is not None:
+                await self.refresh_list(side)
+        for side in SIDES:
+            if self.leaves(side):
+                await self.sync_side(side)
+
+    def leaves(self, side: Side) -> bool:
+        """Whether records of `side` write anything to the other side."""
+        return any(mapping.writes_to(other(side)) for mapping in self.mappings)
+
+    async def prepare(self) -> None:
+        source, destination = self.connectors[Side.SOURCE], self.connectors[Side.DESTINATION]
+        schemas = {
+            Side.SOURCE: await source.describe(self.object_type),
+            Side.DESTINATION: await destination.describe(self.object_type),
+        }
+        identity = identity_of(self.spec, source, destination)
+        self.mappings = resolve_mappings(self.spec, source, destination)
+        apps = {Side.SOURCE: self.spec.source.app, Side.DESTINATION: self.spec.destination.app}
+        check_fields(self.spec, self.mappings, schemas, apps, identity)
+        for side in SIDES:
+            filters = [f for f in self.spec.filters if Side(f.app) == side]
+            names = {identity.source if side == Side.SOURCE else identity.destination}
+            names.update(m.field(side) for m in self.mappings)
+            names.update(f.field for f in filters)
+            inclusion = self.spec.inclusionList
+            self.ends[side] = Endpoint(
+                side=side,
+                connector=self.connectors[side],
+                schema=schemas[side],
+                identity_field=identity.source if side == Side.SOURCE else identity.destination,
+                fields=sorted(names),
+                list_ref=inclusion.list if inclusion and Side(inclusion.app) == side else None,
+                filters=filters,
+            )
+        for mapping in self.mappings:
+            self.kinds[mapping.key] = str(
+                value_kind(mapping, schemas[Side.DESTINATION], Side.DESTINATION)
+            )
+        self.chunk = max(1, min(source.max_batch_size, destination.max_batch_size))
+
+    # ------------------------------------------------------------------ passes
+    async def sync_side(self, side: Side) -> None:
+        end = self.ends[side]
+        watermark = self.store.get_watermark(side)
+        since = watermark - self.overlap if watermark is not None else None
+        latest, hold = watermark, None
+        self.progress.started(side, "reading")
+        try:
+            async for page in end.connector.read_changed(self.object_type, since, end.fields):
+                for chunk in chunks(page.records, self.chunk):
+                    hold = _min(hold, await self.process(side, chunk))
+                latest = _max(latest, page.watermark)
+                self.save_watermark(side, latest, hold)
+        except RetriableError as exc:
+            self.report.failure(
+                side,
+                "*",
+                exc.reason,
+                f"reading changes stopped ({exc}); the next run resumes from the last synced page",
+            )
+        await self.retry_failing(side)
+
+    def save_watermark(self, side: Side, latest: datetime | None, hold: datetime | None) -> None:
+        value = _min(latest, hold)
+        if self.dry_run or value is None:
+            return
+        self.store.set_watermark(side, value)
+
+    async def retry_failing(self, side: Side) -> None:
+        end = self.ends[side]
+        for ids in self.store.iter_failing(side, self.chunk):
+            todo = [record_id for record_id in ids if record_id not in self.handled[side]]
+            if not todo:
+                continue
+            try:
+                records = await end.connector.read(self.object_type, todo, end.fields)
+            except RetriableError as exc:
+                for record_id in todo:
+                    self.fail(side, record_id, RecordError(exc.reason, str(exc)), ())
+                continue
+            missing = set(todo) - {record.id for record in records}
+            if missing:
+                # A failing record deleted in its own app leaves the scope.
+                self.report.skip(side, "Deleted", len(missing))
+                if not self.dry_run:
+                    self.store.clear_health(side, missing)
+            await self.process(side, records)
+
+    async def refresh_list(self, side: Side) -> None:
+        """Notice records entering the inclusion list (synced now, edited or not) and
+        leaving it (excluded as NotInList), by comparing members with the last run's."""
+        end = self.ends[side]
+        assert end.list_ref is not None
+        first_sync = self.store.get_watermark(side) is None
+        generation = uuid.uuid4().hex
+        try:
+            async for ids in end.connector.iter_list_members(end.list_ref):
+                entered = [] if first_sync else sorted(set(ids) - self.store.list_known(side, ids))
+                if not self.dry_run:
+                    self.store.list_mark(side, ids, generation)
+                for chunk in chunks(entered, self.chunk):
+                    records = await end.connector.read(self.object_type, chunk, end.fields)
+                    await self.process(side, records)
+        except RetriableError as exc:
+            self.report.failure(
+                side, "*", exc.reason, f"reading the inclusion list stopped ({exc})"
+            )
+            return
+        if self.dry_run:
+            return
+        left = self.store.list_sweep(side, generation)
+        known = set(self.store.pairs_for(side, left)) | set(self.store.health_for(side, left))
+        self.store.mark_excluded(side, {record_id: "NotInList" for record_id in known})
+
+    # ------------------------------------------------------------------ one chunk
+    async def process(self, side: Side, records: list[Record]) -> datetime | None:
+        """Sync records read from `side`. Returns the earliest modification time of a
+        record that failed for a transient reason (the watermark must not pass it)."""
+        records = [record for record in records if record.id not in self.handled[side]]
+        if not records:
+            return None
+        self.handled[side].update(record.id for record in records)
+        self.report.read(side, len(records))
+        self.progress.started(side, "reading")
+        self.progress.advance(len(records))
+        try:
+            works, creates = await self.plan(side, records)
+        except RetriableError as exc:
+            for record in records:
+                self.fail(side, record.id, RecordError(exc.reason, str(exc)), ())
+            return min(record.modified_at for record in records)
+        return await self.write(side, works, creates)
+
+    async def scope(self, side: Side, records: Sequence[Record]) -> dict[str, str | None]:
+        """Why each record may not leave its app (None: it may)."""
+        end = self.ends[side]
+        members: set[str] | None = None
+        if end.list_ref is not None and records:
+            members = set()
+            for chunk in chunks([r.id for r in records], end.connector.max_batch_size):
+                members |= await end.connector.list_members(end.list_ref, chunk)
+        reasons: dict[str, str | None] = {}
+        for record in records:
+            reason: str | None = None
+            if members is not None and record.id not in members:
+                reason = "NotInList"
+            else:
+                for condition in end.filters:
+                    if not _passes(condition, record.fields.get(condition.field)):
+                        reason = condition.reason
+                        break
+            reasons[record.id] = reason
+        return reasons
+
+    async def plan(
+        self, side: Side, records: list[Record]
+    ) -> tuple[list[PairWork], list[CreateWork]]:
+        here, there = self.ends[side], self.ends[other(side)]
+        pairs = self.store.pairs_for(side, [record.id for record in records])
+        eligibility = await self.scope(side, records)
+        excluded: dict[str, str] = {}
+        paired = [record for record in records if record.id in pairs]
+        candidates: dict[str, Record] = {}
+        for record in records:
+            if record.id in pairs:
+                continue
+            reason = eligibility[record.id]
+            if reason is not None:
+                excluded[record.id] = reason
+                continue
+            identity = normalize_identity(record.fields.get(here.identity_field))
+            if identity is None:
+                excluded[record.id] = "MissingIdentity"
+                continue
+            current = candidates.get(identity)
+            if current is None:
+                candidates[identity] = record
+            elif _newer(record, current):
+                candidates[identity] = record
+                excluded[current.id] = "DuplicateIdentity"
+            else:
+                excluded[record.id] = "DuplicateIdentity"
+
+        # New records: find counterparts by identity before anything is created.
+        found: dict[str, list[Record]] = {}
+        values = [str(r.fields[here.identity_field]).strip() for r in candidates.values()]
+        for chunk in chunks(values, there.connector.max_batch_size):
+            for match in await there.connector.lookup(
+                self.object_type, there.identity_field, chunk, there.fields
+            ):
+                key = normalize_identity(match.fields.get(there.identity_field))
+                if key in candidates:
+                    found.setdefault(key, []).append(match)
+        matches: dict[str, Record] = {}
+        creates: list[Record] = []
+        extra: list[Record] = []
+        for key, record in candidates.items():
+            options = sorted(found.get(key, []), key=lambda r: r.modified_at, reverse=True)
+            if options:
+                matches[record.id] = options[0]
+                extra.extend(options[1:])
+            else:
+                creates.append(record)
+        there_pairs = self.store.pairs_for(
+            other(side), [r.id for r in matches.values()] + [r.id for r in extra]
+        )
+        there_excluded = {r.id: "DuplicateIdentity" for r in extra if r.id not in there_pairs}
+        # A counterpart already paired with another record of this side: the most
+        # recently modified of the two is the match.
+        rivals = {
+            record_id: there_pairs[match.id].id(side)
+            for record_id, match in matches.items()
+            if match.id in there_pairs and there_pairs[match.id].id(side) != record_id
+        }
+        replaced: set[str] = set()
+        if rivals:
+            latest = {
+                r.id: r
+                for chunk in chunks(sorted(set(rivals.values())), here.connector.max_batch_size)
+                for r in await here.connector.read(self.object_type, chunk, here.fields)
+            }
+            by_id = {record.id: record for record in records}
+            for record_id, rival_id in rivals.items():
+                rival = latest.get(rival_id)
+                if rival is None or _newer(by_id[record_id], rival):
+                    replaced.add(rival_id)
+                    if rival is not None:
+                        excluded[rival_id] = "DuplicateIdentity"
+                else:
+                    excluded[record_id] = "DuplicateIdentity"
+                    del matches[record_id]
+        if replaced and not self.dry_run:
+            self.store.delete_pairs(
+                replaced
+                if side == Side.SOURCE
+                else [p.source_id for p in self.store.pairs_for(side, replaced).values()]
+            )
+        paired = [record for record in paired if record.id not in replaced]
+
+        # Known pairs: read the counterparts back by id.
+        counterpart_ids = [pairs[record.id].id(other(side)) for record in paired]
+        counterparts: dict[str, Record] = {}
+        for chunk in chunks(counterpart_ids, there.connector.max_batch_size):
+            for found_record in await there.connector.read(self.object_type, chunk, there.fields):
+                counterparts[found_record.id] = found_record
+        works: list[PairWork] = []
+        for record in paired:
+            pair = pairs[record.id]
+            counterpart = counterparts.get(pair.id(other(side)))
+            if counterpart is None:
+                excluded[record.id] = "CounterpartDeleted"
+                continue
+            works.append(self._work(side, record, counterpart, pair, eligibility[record.id], False))
+        for record in candidates.values():
+            if record.id in matches:
+                match = matches[record.id]
+                ids = {side: record.id, other(side): match.id}
+                pair = Pair(ids[Side.SOURCE], ids[Side.DESTINATION], {})
+                works.append(self._work(side, record, match, pair, None, True))
+        there_scope = await self.scope(other(side), [w.records[other(side)] for w in works])
+        for work in works:
+            work.eligible[other(side)] = there_scope[work.record_id(other(side))]
+            self.handled[other(side)].add(work.record_id(other(side)))
+            self.decide(work)
+
+        self.exclude(side, excluded, records)
+        self.exclude(other(side), there_excluded, extra)
+        create_works = [self._create(side, record) for record in creates]
+        return works, [work for work in create_works if work is not None]
+
+    def _work(
+        self,
+        side: Side,
+        record: Record,
+        match: Record,
+        pair: Pair,
+        reason: str | None,
+        fresh: bool,
+    ) -> PairWork:
+        return PairWork(
+            pair=pair,
+            records={side: record, other(side): match},
+            eligible={side: reason},
+            fresh=fresh,
+        )
+
+    def exclude(self, side: Side, reasons: dict[str, str], records: Iterable[Record]) -> None:
+        if not reasons:
+            return
+        for record_id, reason in reasons.items():
+            self.report.skip(side, reason)
+            if reason in SAMPLED_SKIPS:
+                self.report.sample(side, record_id, reason, _SKIP_MESSAGES.get(reason, reason))
+        if not self.dry_run:
+            self.store.mark_excluded(side, reasons)
+
+    # ------------------------------------------------------------------ decisions
+    def decide(self, work: PairWork) -> None:
+        work.plans = [self._decide_field(mapping, work) for mapping in self.mappings]
+        for target in SIDES:
+            values = {
+                plan.mapping.field(target): plan.value
+                for plan in work.plans
+                if plan.target == target
+            }
+            if values:
+                work.writes[target] = validate_write(
+                    self.ends[target].schema, values, self._rules(target, False), create=False
+                )
+
+    def _decide_field(self, mapping: ResolvedMapping, work: PairWork) -> FieldPlan:
+        source, destination = work.records[Side.SOURCE], work.records[Side.DESTINATION]
+        kind = self.kinds[mapping.key]
+        source_raw = source.fields.get(mapping.source)
+        destination_raw = destination.fields.get(mapping.destination)
+        hashes = {
+            Side.SOURCE: fingerprint(canonical(map_value(source_raw, mapping.values), kind)),
+            Side.DESTINATION: fingerprint(canonical(destination_raw, kind)),
+        }
+        if hashes[Side.SOURCE] == hashes[Side.DESTINATION]:
+            return FieldPlan(mapping, fp_else=hashes[Side.SOURCE])
+        blank = {Side.SOURCE: is_blank(source_raw), Side.DESTINATION: is_blank(destination_raw)}
+        last = work.pair.fingerprint.get(mapping.key)
+        winner: Side | None
+        if last is None:
+            # First sync of this field: the system of record wins, unless it has no value.
+            sor = self.system_of_record
+            winner = sor if not blank[sor] else other(sor)
+        else:
+            changed = [
+                side
+                for side in SIDES
+                if hashes[side] != last
+                and mapping.writes_to(other(side))
+                and (mapping.blank_overwrites or not blank[side])
+            ]
+            if not changed:
+                winner = None
+            elif len(changed) == 1:
+                winner = changed[0]
+            else:
+                winner = self._resolve(mapping, source, destination)
+        one_way = None
+        if not mapping.writes_to(Side.SOURCE):
+            one_way = hashes[Side.SOURCE]
+        elif not mapping.writes_to(Side.DESTINATION):
+            one_way = hashes[Side.DESTINATION]
+        if winner is None or not mapping.writes_to(other(winner)):
+            return FieldPlan(mapping, fp_else=one_way)
+        if work.eligible.get(winner) is not None:
+            return FieldPlan(mapping)  # the record may not leave its app: keep, sync later
+        if winner == Side.SOURCE:
+            value = map_value(source_raw, mapping.values)
+        else:
+            value = map_value(destination_raw, mapping.reverse_values)
+        return FieldPlan(
+            mapping,
+            target=other(winner),
+            value=None if is_blank(value) else value,
+            fp_written=hashes[winner],
+        )
+
+    def _resolve(self, mapping: ResolvedMapping, source: Record, destination: Record) -> Side:
+        if not self.most_recent:
+            return self.system_of_record
+        source_at = (source.field_modified_at or {}).get(mapping.source)
+        destination_at = (destination.field_modified_at or {}).get(mapping.destination)
+        if source_at is None or destination_at is None:
+            source_at, destination_at = source.modified_at, destination.modified_at
+        if source_at > destination_at:
+            return Side.SOURCE
+        if destination_at > source_at:
+            return Side.DESTINATION
+        return self.system_of_record
+
+    def _rules(self, target: Side, create: bool) -> dict[str, FieldRule]:
+        schema = self.ends[target].schema
+        return {
+            mapping.field(target): FieldRule(
+                str(value_kind(mapping, schema, target)),
+                required=mapping.required or (create and mapping.identity),
+            )
+            for mapping in self.mappings
+        }
+
+    def _create(self, side: Side, record: Record) -> CreateWork | None:
+        target = other(side)
+        values: dict[str, Any] = {}
+        prints: dict[str, str] = {}
+        for mapping in self.mappings:
+            if not mapping.writes_to(target):
+                continue
+            raw = record.fields.get(mapping.field(side))
+            value = map_value(
+                raw, mapping.values if side == Side.SOURCE else mapping.reverse_values
+            )
+            in_destination_terms = value if target == Side.DESTINATION else raw
+            prints[mapping.key] = fingerprint(
+                canonical(in_destination_terms, self.kinds[mapping.key])
+            )
+            if not is_blank(value):
+                values[mapping.field(target)] = value
+        if not values:
+            return None
+        validated = validate_write(
+            self.ends[target].schema, values, self._rules(target, True), create=True
+        )
+        for error in validated.field_errors:
+            for mapping in self.mappings:
+                if mapping.field(target) == error.field:
+                    prints.pop(mapping.key, None)
+        return CreateWork(record, target, validated, prints)
+
+    # ------------------------------------------------------------------ writes
+    async def write(
+        self, side: Side, works: list[PairWork], creates: list[CreateWork]
+    ) -> datetime | None:
+        hold: datetime | None = None
+        target = other(side)
+        hold = _min(hold, await self._write_creates(side, creates))
+        for write_side in (target, side):
+            hold = _min(hold, await self._write_updates(side, write_side, works))
+        self._commit_pairs(side, works)
+        return hold
+
+    async def _write_creates(self, side: Side, creates: list[CreateWork]) -> datetime | None:
+        target = other(side)
+        counts = self.report.counts(target)
+        hold: datetime | None = None
+        ready: list[CreateWork] = []
+        for work in creates:
+            if work.validated.error is not None:
+                counts.failed += 1
+                self.fail(side, work.record.id, work.validated.error, work.record.fields.values())
+            else:
+                ready.append(work)
+        connector = self.ends[target].connector
+        for batch in chunks(ready, connector.max_batch_size):
+            self.progress.started(target, "writing")
+            if self.dry_run:
+                counts.created += len(batch)
+                self.progress.advance(len(batch))
+                continue
+            try:
+                results = await connector.create(
+                    self.object_type, [work.validated.payload for work in batch]
+                )
+            except RetriableError as exc:
+                for work in batch:
+                    counts.failed += 1
+                    self.fail(side, work.record.id, RecordError(exc.reason, str(exc)), ())
+                hold = _min(hold, min(work.record.modified_at for work in batch))
+                continue
+            self.progress.advance(len(batch))
+            now = datetime.now(UTC)
+            new_pairs: list[Pair] = []
+            with self.store.batch():
+                for work, result in zip(batch, _complete(results, len(batch)), strict=True):
+                    values = work.record.fields.values()
+                    if not result.ok or result.record_id is None:
+                        counts.failed += 1
+                        error = result.error or RecordError("AppRejected", "no id returned")
+                        self.fail(side, work.record.id, error, values)
+                        if error.reason in ("RateLimited", "AppUnavailable"):
+                            hold = _min(hold, work.record.modified_at)
+                        continue
+                    counts.created += 1
+                    ids = {side: work.record.id, target: result.record_id}
+                    new_pairs.append(
+                        Pair(ids[Side.SOURCE], ids[Side.DESTINATION], work.fingerprint, now)
+                    )
+                    problems = [*work.validated.field_errors, *result.field_errors]
+                    for problem in problems:
+                        self._field_failure(target, result.record_id, problem, values)
+                    if problems:
+                        self.store.mark_failing(
+                            target, result.record_id, problems[0].reason, problems[0].code, now
+                        )
+                    else:
+                        self.store.clear_health(side, [work.record.id])
+                    self.handled[target].add(result.record_id)
+                # Created ids are committed as soon as the app returns them.
+                self.store.save_pairs(new_pairs)
+        return hold
+
+    async def _write_updates(
+        self, origin: Side, target: Side, works: list[PairWork]
+    ) -> datetime | None:
+        hold: datetime | None = None
+        ready: list[PairWork] = []
+        for work in works:
+            validated = work.writes.get(target)
+            if validated is None:
+                continue
+            if validated.error is not None:
+                work.failures[target] = validated.error
+            elif validated.payload:
+                ready.append(work)
+            else:
+                work.succeeded.add(target)  # every field was dropped: nothing to send
+        connector = self.ends[target].connector
+        for batch in chunks(ready, connector.max_batch_size):
+            self.progress.started(target, "writing")
+            if self.dry_run:
+                work_results = [WriteResult(w.record_id(target)) for w in batch]
+            else:
+                try:
+                    work_results = _complete(
+                        await connector.update(
+                            self.object_type,
+                            [(w.record_id(target), w.writes[target].payload) for w in batch],
+                        ),
+                        len(batch),
+                    )
+                except RetriableError as exc:
+                    for work in batch:
+                        work.failures[target] = RecordError(exc.reason, str(exc))
+                    hold = _min(hold, min(w.records[origin].modified_at for w in batch))
+                    continue
+            self.progress.advance(len(batch))
+            for work, result in zip(batch, work_results, strict=True):
+                if result.ok:
+                    work.succeeded.add(target)
+                    work.writes[target].field_errors.extend(result.field_errors)
+                else:
+                    assert result.error is not None
+                    work.failures[target] = result.error
+                    if result.error.reason in ("RateLimited", "AppUnavailable"):
+                        hold = _min(hold, work.records[origin].modified_at)
+        return hold
+
+    def _commit_pairs(self, origin: Side, works: list[PairWork]) -> None:
+        now = datetime.now(UTC)
+        to_save: list[Pair] = []
+        excluded: dict[Side, dict[str, str]] = {Side.SOURCE: {}, Side.DESTINATION: {}}
+        cleared: dict[Side, list[str]] = {Side.SOURCE: [], Side.DESTINATION: []}
+        failing: list[tuple[Side, str, RecordError]] = []
+        for work in works:
+            dropped: dict[Side, set[str]] = {}
+            for target, validated in work.writes.items():
+                dropped[target] = {e.field for e in validated.field_errors if e.field}
+            prints = dict(work.pair.fingerprint)
+            for plan in work.plans:
+                if plan.target is not None:
+                    name = plan.mapping.field(plan.target)
+                    if plan.target in work.succeeded and name not in dropped.get(
+                        plan.target, set()
+                    ):
+                        assert plan.fp_written is not None
+                        prints[plan.mapping.key] = plan.fp_written
+                elif plan.fp_else is not None:
+                    prints[plan.mapping.key] = plan.fp_else
+            wrote = False
+            for target in work.writes:
+                counts = self.report.counts(target)
+                values = [
+                    *work.records[Side.SOURCE].fields.values(),
+                    *work.records[Side.DESTINATION].fields.values(),
+                ]
+                record_id = work.record_id(target)
+                if target in work.failures:
+                    counts.failed += 1
+                    self._record_failure(target, record_id, work.failures[target], values)
+                    failing.append((target, record_id, work.failures[target]))
+                    continue
+                if target in work.succeeded and work.writes[target].payload:
+                    counts.updated += 1
+                    wrote = True
+                for problem in work.writes[target].field_errors:
+                    self._field_failure(target, record_id, problem, values)
+                if work.writes[target].field_errors:
+                    failing.append((target, record_id, work.writes[target].field_errors[0]))
+            if not wrote and not work.failures:
+                self.report.counts(other(origin)).unchanged += 1
+            failing_ids = {(side, record_id) for side, record_id, _ in failing}
+            for side in SIDES:
+                record_id = work.record_id(side)
+                if (side, record_id) in failing_ids:
+                    continue
+                reason = work.eligible.get(side)
+                if reason is not None:
+                    excluded[side][record_id] = reason
+                else:
+                    cleared[side].append(record_id)
+            if work.fresh or prints != work.pair.fingerprint:
+                to_save.append(Pair(work.pair.source_id, work.pair.destination_id, prints, now))
+        for side in SIDES:
+            for reason in excluded[side].values():
+                self.report.skip(side, reason)
+        if self.dry_run:
+            return
+        with self.store.batch():
+            self.store.save_pairs(to_save)
+            for side in SIDES:
+                self.store.mark_excluded(side, excluded[side])
+                self.store.clear_health(side, cleared[side])
+            for side, record_id, error in failing:
+                self.store.mark_failing(side, record_id, error.reason, error.code, now)
+
+    # ------------------------------------------------------------------ failures
+    def fail(self, side: Side, record_id: str, error: RecordError, values: Iterable[Any]) -> None:
+        """A record failed as a whole: report it and keep it failing (retried next run)."""
+        self._record_failure(side, record_id, error, values)
+        if not self.dry_run:
+            self.store.mark_failing(side, record_id, error.reason, error.code, datetime.now(UTC))
+
+    def _record_failure(
+        self, side: Side, record_id: str, error: RecordError, values: Iterable[Any]
+    ) -> None:
+        self.report.failure(
+            side,
+            record_id,
+            error.reason,
+            error.message,
+            field=error.field,
+            code=error.code,
+            values=values,
+        )
+
+    def _field_failure(
+        self, side: Side, record_id: str, error: RecordError, values: Iterable[Any]
+    ) -> None:
+        self.report.failure(
+            side,
+            record_id,
+            error.reason,
+            f"{error.message} (field not written; the rest of the record synced)",
+            field=error.field,
+            code=error.code,
+            values=values,
+        )
+
+
+_SKIP_MESSAGES = {
+    "MissingIdentity": "the record has no value in its identity field, so it cannot be "
+    "matched; add one (usually the email) in the app",
+    "DuplicateIdentity": "another record on the same side has the same identity and was "
+    "modified more recently; merge the duplicates in the app",
+    "CounterpartDeleted": "the matched record was deleted in the other app; deletions are "
+    "not mirrored",
+}
+
+
+def _complete(results: list[WriteResult], expected: int) -> list[WriteResult]:
+    """Guard against a connector returning fewer results than records sent."""
+    missing = expected - len(results)
+    if missing > 0:
+        results = [
+            *results,
+            *[WriteResult(None, RecordError("AppRejected", "the app returned no result"))]
+            * missing,
+        ]
+    return results[:expected]
+
+
+def _passes(condition: Filter, value: Any) -> bool:
+    operator = FilterOperator(condition.operator)
+    if operator == FilterOperator.IS_SET:
+        return not is_blank(value)
+    if operator == FilterOperator.IS_NOT_SET:
+        return is_blank(value)
+    text = "" if is_blank(value) else canonical(value, "string").lower()
+    allowed = {v.strip().lower() for v in condition.values}
+    if operator in (FilterOperator.EQUALS, FilterOperator.IN):
+        return text in allowed
+    return text not in allowed

@@ -1,0 +1,38 @@
+"""The state store on a shared PostgreSQL database (psycopg 3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from datasync.state.base import StateStoreError
+from datasync.state.sql import SqlStateStore, _Cursor
+
+# Any constant: serializes schema migrations of datasync processes sharing a database.
+_MIGRATION_LOCK = 7_346_021_118
+
+
+class PostgresStateStore(SqlStateStore):
+    def __init__(self, dsn: str, connection: str = "default") -> None:
+        super().__init__(connection)
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=15)
+        except psycopg.OperationalError as exc:
+            # The libpq message may echo parts of the DSN; keep only its first line's gist.
+            raise StateStoreError(
+                "cannot connect to the PostgreSQL state store; check the `dsn` key of the "
+                "state Secret (host, port, database, user and password)"
+            ) from exc
+        self.migrate()
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        cursor = self._conn.execute(sql.replace("?", "%s"), tuple(params))
+        return cursor
+
+    def _lock_for_migration(self) -> None:
+        self._execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+
+    def close(self) -> None:
+        self._conn.close()

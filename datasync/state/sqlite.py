@@ -1,0 +1,31 @@
+"""The state store on SQLite (a file on the connection's PersistentVolumeClaim)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from datasync.state.sql import SqlStateStore, _Cursor
+
+
+class SqliteStateStore(SqlStateStore):
+    def __init__(self, path: str, connection: str = "default") -> None:
+        super().__init__(connection)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: transactions are opened explicitly by `batch()`.
+        self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        if path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self.migrate()
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
+        if sql == "BEGIN":
+            sql = "BEGIN IMMEDIATE"
+        return self._conn.execute(sql, tuple(params))
+
+    def close(self) -> None:
+        self._conn.close()
