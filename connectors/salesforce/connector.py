@@ -7,6 +7,7 @@ README.md for the Salesforce documentation behind each choice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -20,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from datasync.api.models import AuthType
 from datasync.connector import (
+    AppUnreachableError,
+    AuthenticationError,
     AuthSpec,
     ConfigurationError,
     Connector,
@@ -306,7 +309,21 @@ class SalesforceConnector(Connector):
         session = await self.tokens.session()
         url = path if path.startswith("http") else session.instance_url + path
         for attempt in range(LIMIT_RETRIES + 1):
-            response = await self.http.request(method, url, **kwargs)
+            try:
+                response = await self.http.request(method, url, **kwargs)
+            except AuthenticationError as error:
+                if error.credential is not None:
+                    raise
+                raise AuthenticationError(
+                    "Salesforce refused a freshly issued session (HTTP 401); check that the "
+                    "user behind the credentials is active and has the API Enabled permission",
+                    credential=self.tokens.secret_key,
+                ) from None
+            except AppUnreachableError:
+                raise AppUnreachableError(
+                    "Salesforce's instance URL (from the token response) could not be reached; "
+                    f"check the {self.tokens.url_setting} setting and the network path"
+                ) from None
             self._note_usage(response)
             if response.status_code != 403:
                 return response
@@ -321,8 +338,6 @@ class SalesforceConnector(Connector):
                     reason="RateLimited",
                 )
             # Concurrent long-running request limit: back off and try again.
-            import asyncio
-
             await asyncio.sleep(self.http.retry.backoff(attempt + 1))
         raise AssertionError("unreachable")
 

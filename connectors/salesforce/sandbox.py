@@ -43,7 +43,7 @@ from .schema import (
     lead_fields,
 )
 
-API_VERSIONS = ("58.0", "59.0", "60.0", "61.0", "62.0", "63.0", "64.0")
+API_VERSIONS = ("58.0", "59.0", "60.0", "61.0", "62.0", "63.0", "64.0", "65.0", "66.0")
 VERSION_LABELS = {
     "58.0": "Summer '23",
     "59.0": "Winter '24",
@@ -52,6 +52,8 @@ VERSION_LABELS = {
     "62.0": "Winter '25",
     "63.0": "Spring '25",
     "64.0": "Summer '25",
+    "65.0": "Winter '26",
+    "66.0": "Spring '26",
 }
 MAX_COLLECTION_SIZE = 200
 MAX_SOQL_LENGTH = 100_000
@@ -587,11 +589,14 @@ class SalesforceSandbox(SandboxApp):
                 "use a custom object, be sure to append the '__c' after the entity name.",
             )
         selected = [self._query_field(table, name) for name in query.fields]
-        conditions = []
+        conditions: list[tuple[SandboxField, str, list[Any] | set[Any]]] = []
         for condition in query.conditions:
             definition = self._query_field(table, condition.field)
             literals = [_literal(value, definition) for value in condition.values]
-            conditions.append((definition, condition.operator, literals))
+            if condition.operator in ("IN", "NOT IN"):
+                conditions.append((definition, condition.operator, set(literals)))
+            else:
+                conditions.append((definition, condition.operator, literals))
         order = [(self._query_field(table, name), desc) for name, desc in query.order_by]
         matches = [
             row
@@ -945,8 +950,8 @@ def _comparable(value: Any, definition: SandboxField) -> Any:
     return text.casefold()
 
 
-def _matches(left: Any, operator: str, rights: list[Any]) -> bool:
-    if operator in ("IN", "NOT IN"):
+def _matches(left: Any, operator: str, rights: list[Any] | set[Any]) -> bool:
+    if isinstance(rights, set):
         hit = left in rights
         return hit if operator == "IN" else not hit
     right = rights[0]
