@@ -18,8 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 CLUSTER_DIR = Path(__file__).resolve().parent
-REPO_ROOT = CLUSTER_DIR.parent.parent
 BUILD_SCRIPT = CLUSTER_DIR / "build.sh"
 VERSIONS_FILE = CLUSTER_DIR / "versions.env"
 REQUIRED_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
@@ -563,15 +561,6 @@ def _tail(path: Path, lines: int = 30) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-@contextmanager
-def running_control_plane(bin_dir: Path | None = None) -> Iterator[ControlPlane]:
-    plane = ControlPlane(bin_dir=bin_dir).start()
-    try:
-        yield plane
-    finally:
-        plane.stop()
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -508,9 +508,9 @@ class PodRunner:
         termination_file = state.root / "termination-log"
         termination_file.write_bytes(b"")
         mounts[termination_path] = termination_file
-        rewrite = PathRewriter(mounts)
         container_env = self._container_env(pod, container)
         env = self._base_env(pod, state, mounts)
+        rewrite = PathRewriter(mounts)
         env.update({key: rewrite(value) for key, value in container_env.items()})
         env.update(self.extra_env)
         argv = [

@@ -21,7 +21,7 @@ from tests.cluster.controlplane import (
     check_binaries,
     default_bin_dir,
 )
-from tests.cluster.podrunner import DEFAULT_SELECTOR, PodRunner
+from tests.cluster.podrunner import DEFAULT_SELECTOR, PathRewriter, PodRunner, expand_references
 
 pytestmark = pytest.mark.integration
 
@@ -602,3 +602,16 @@ def test_python_harness_and_build_script_agree_on_the_cache_dir(
         check=True,
     ).stdout.strip()
     assert Path(printed) == default_bin_dir()
+
+
+def test_path_rewriting_rule(tmp_path: Path) -> None:
+    rewrite = PathRewriter(
+        {"/etc/datasync": tmp_path / "cfg", "/etc/datasync/secrets": tmp_path / "sec"}
+    )
+    assert rewrite("--config=/etc/datasync/app.yaml") == f"--config={tmp_path}/cfg/app.yaml"
+    assert rewrite("/etc/datasync/secrets/token") == f"{tmp_path}/sec/token"
+    assert rewrite("/etc/datasync") == f"{tmp_path}/cfg"
+    assert (
+        rewrite("/opt/etc/datasync/x /etc/datasync-old") == "/opt/etc/datasync/x /etc/datasync-old"
+    )
+    assert expand_references("$(A)-$$(A)-$(B)", {"A": "1"}) == "1-$(A)-$(B)"
