@@ -1,0 +1,213 @@
+"""Resolve a connection's Secrets and log in to each app with its connector's check.
+
+Generic over the connector registry: the operator knows no app. Messages name the Secret
+and the key to fix, never a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from datasync import registry
+from datasync.api.models import AuthType, DataSyncConnectionSpec, Side, StateStoreType
+from datasync.connector import (
+    AppUnreachableError,
+    AuthenticationError,
+    ConfigurationError,
+    Connector,
+)
+
+from .kube import Kube, core_path
+
+log = logging.getLogger(__name__)
+
+SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a condition reason
+SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105
+AUTHENTICATION_FAILED = "AuthenticationFailed"
+APP_UNREACHABLE = "AppUnreachable"
+INVALID_SETTINGS = "InvalidSettings"
+UNKNOWN_CONNECTOR = "UnknownConnector"
+CHECK_FAILED = "CheckFailed"
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str
+    message: str
+
+
+@dataclass
+class Resolution:
+    """The Secrets a connection references, as found in its namespace."""
+
+    # directory under the secrets mount -> (Secret name, keys present)
+    mounts: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # Secret -> hash of its data
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def fingerprint(self) -> str:
+        text = "|".join(f"{name}={digest}" for name, digest in sorted(self.fingerprints.items()))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def connector_class(app: str) -> type[Connector]:
+    try:
+        return registry.get(app)
+    except registry.UnknownConnectorError:
+        raise
+    except Exception as error:  # a connector package that fails to import
+        raise registry.UnknownConnectorError(
+            f"connector {app!r} could not be loaded ({type(error).__name__})"
+        ) from error
+
+
+def spec_problems(spec: DataSyncConnectionSpec) -> list[Problem]:
+    """What the models cannot know: connectors exist and support the chosen auth type."""
+    problems: list[Problem] = []
+    for side in Side:
+        endpoint = spec.endpoint(side)
+        try:
+            cls = connector_class(endpoint.app)
+        except registry.UnknownConnectorError as error:
+            problems.append(Problem(UNKNOWN_CONNECTOR, f"spec.{side.value}.app: {error}"))
+            continue
+        if cls.auth_spec(endpoint.auth.type) is None:
+            supported = ", ".join(spec.type for spec in cls.auth)
+            problems.append(
+                Problem(
+                    "UnsupportedAuthType",
+                    f"spec.{side.value}.auth.type: the {endpoint.app} connector does not support "
+                    f"{endpoint.auth.type}; use one of: {supported}",
+                )
+            )
+    return problems
+
+
+def secret_data_hash(data: Mapping[str, str] | None) -> str:
+    canonical = "\n".join(f"{key}={value}" for key, value in sorted((data or {}).items()))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _decode(data: Mapping[str, str]) -> dict[str, str]:
+    decoded: dict[str, str] = {}
+    for key, value in data.items():
+        try:
+            decoded[key] = base64.b64decode(value).decode()
+        except (ValueError, UnicodeDecodeError):
+            decoded[key] = ""
+    return decoded
+
+
+async def resolve(kube: Kube, namespace: str, spec: DataSyncConnectionSpec) -> Resolution:
+    resolution = Resolution()
+    wanted: list[tuple[str, str, str, tuple[str, ...], str]] = []
+    for side in Side:
+        endpoint = spec.endpoint(side)
+        try:
+            cls = connector_class(endpoint.app)
+        except registry.UnknownConnectorError:
+            continue  # reported by spec_problems
+        auth = cls.auth_spec(endpoint.auth.type)
+        required = auth.required_keys if auth else ()
+        purpose = f"the {endpoint.app} connector's {endpoint.auth.type} auth"
+        wanted.append(
+            (
+                side.value,
+                f"spec.{side.value}.auth.secretRef",
+                endpoint.auth.secretRef.name,
+                required,
+                purpose,
+            )
+        )
+    if spec.state.type == StateStoreType.POSTGRESQL and spec.state.secretRef is not None:
+        wanted.append(
+            (
+                "state",
+                "spec.state.secretRef",
+                spec.state.secretRef.name,
+                ("dsn",),
+                "the PostgreSQL state store",
+            )
+        )
+    for directory, where, name, required, purpose in wanted:
+        secret = await kube.get(core_path(namespace, "secrets", name))
+        if secret is None:
+            keys = ", ".join(required) or "the connector's keys"
+            resolution.problems.append(
+                Problem(
+                    SECRET_NOT_FOUND,
+                    f"Secret {name!r} ({where}) was not found in namespace {namespace!r}; "
+                    f"create it with keys: {keys}",
+                )
+            )
+            continue
+        data: dict[str, str] = secret.get("data") or {}
+        resolution.fingerprints[name] = secret_data_hash(data)
+        missing = [key for key in required if key not in data]
+        if missing:
+            resolution.problems.append(
+                Problem(
+                    SECRET_KEY_MISSING,
+                    f"Secret {name!r} ({where}) has no key {', '.join(missing)}, "
+                    f"needed by {purpose}; add the key to the Secret",
+                )
+            )
+        resolution.mounts[directory] = (name, sorted(data))
+        resolution.credentials[directory] = _decode(data)
+    return resolution
+
+
+async def _check_side(
+    spec: DataSyncConnectionSpec, side: Side, credentials: Mapping[str, str], limit: float
+) -> Problem | None:
+    endpoint = spec.endpoint(side)
+    secret = endpoint.auth.secretRef.name
+    try:
+        cls = connector_class(endpoint.app)
+        connector = cls(endpoint.settings, credentials, AuthType(endpoint.auth.type))
+        async with connector:
+            await asyncio.wait_for(connector.check(), limit)
+    except AuthenticationError as error:
+        key = f" (check key {error.credential!r})" if error.credential else ""
+        return Problem(
+            AUTHENTICATION_FAILED,
+            f"{endpoint.app} rejected the credentials in Secret {secret!r}{key}: {error}",
+        )
+    except AppUnreachableError as error:
+        return Problem(APP_UNREACHABLE, f"{endpoint.app} could not be reached: {error}")
+    except TimeoutError:
+        return Problem(
+            APP_UNREACHABLE, f"{endpoint.app} did not answer the login check within {limit:g}s"
+        )
+    except ConfigurationError as error:
+        where = f"spec.{side.value}.settings.{error.field}: " if error.field else ""
+        return Problem(INVALID_SETTINGS, f"{where}{error}")
+    except registry.UnknownConnectorError as error:
+        return Problem(UNKNOWN_CONNECTOR, str(error))
+    except Exception as error:  # a connector bug must not stop the operator
+        log.warning("credentials check of %s failed: %s", endpoint.app, type(error).__name__)
+        return Problem(CHECK_FAILED, f"{endpoint.app} check failed ({type(error).__name__})")
+    return None
+
+
+async def check(
+    spec: DataSyncConnectionSpec, resolution: Resolution, limit: float
+) -> Problem | None:
+    """Log in to both apps; the first problem found, or None when both accept."""
+    if resolution.problems:
+        return resolution.problems[0]
+    for side in Side:
+        problem = await _check_side(spec, side, resolution.credentials.get(side.value, {}), limit)
+        if problem is not None:
+            return Problem(problem.reason, f"spec.{side.value}: {problem.message}")
+    return None

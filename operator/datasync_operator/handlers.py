@@ -1,0 +1,179 @@
+"""Kopf handlers: what the operator reacts to. `register()` adds them to a registry.
+
+- DataSyncConnection create/update/resume: reconcile (handlers return None so Kopf never
+  writes into the explicitly declared status; its bookkeeping stays in annotations).
+- Secrets: re-check only the connections whose referenced Secret's data changed.
+- Jobs with the sync labels (filtered server-side too): record finished runs.
+  `on.event` handlers make Kopf write nothing onto the Jobs or Secrets.
+- No timers or daemons: they would need a finalizer, which could block deletion while the
+  operator is down; the periodic credentials check is a background task instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from datasync.api.models import GROUP, PLURAL, VERSION
+
+from . import credentials, naming, reconcile
+from .config import current
+from .kube import Json, client
+
+log = logging.getLogger(__name__)
+
+_secret_hashes: dict[tuple[str, str], str] = {}
+_background: list[asyncio.Task[None]] = []
+
+
+def _referenced_secrets(spec: Any) -> list[str]:
+    names: list[str] = []
+    for side in ("source", "destination"):
+        ref = ((spec.get(side) or {}).get("auth") or {}).get("secretRef") or {}
+        if ref.get("name"):
+            names.append(str(ref["name"]))
+    state_ref = (spec.get("state") or {}).get("secretRef") or {}
+    if state_ref.get("name"):
+        names.append(str(state_ref["name"]))
+    return names
+
+
+async def on_connection(body: kopf.Body, **_: Any) -> None:
+    await reconcile.reconcile(reconcile.plain(body))
+
+
+async def on_resume(body: kopf.Body, **_: Any) -> None:
+    plain: Json = reconcile.plain(body)
+    reconcile.restore_metrics(plain)
+    await reconcile.reconcile(plain)
+
+
+def secret_index(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, str]:
+    return {(namespace, secret): name for secret in _referenced_secrets(spec)}
+
+
+async def on_secret(
+    event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
+) -> None:
+    if not namespace:
+        return
+    index: kopf.Index[Any, str] = kwargs["secret_index"]
+    key = (namespace, name)
+    kind = event.get("type")
+    digest = "" if kind == "DELETED" else credentials.secret_data_hash(body.get("data"))
+    previous = _secret_hashes.get(key)
+    _secret_hashes[key] = digest
+    if kind is None or previous == digest:  # initial listing, or metadata-only change
+        return
+    if kind == "DELETED":
+        _secret_hashes.pop(key, None)
+    connections = sorted(set(index.get(key, [])))
+    for connection in connections:
+        log.info("Secret %s/%s changed: re-checking connection %s", namespace, name, connection)
+        await reconcile.reconcile(reconcile.reference(namespace, connection, None))
+
+
+async def on_connection_event(
+    event: kopf.RawEvent, namespace: str | None, name: str, **_: Any
+) -> None:
+    if event.get("type") == "DELETED" and namespace:
+        reconcile.forget(namespace, name)
+
+
+async def on_job(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    if event.get("type") == "DELETED":
+        return
+    await reconcile.record_job(reconcile.plain(body))
+
+
+async def _periodic_credentials_check() -> None:
+    interval = current().credentials_check_interval
+    tick = max(1.0, min(interval / 4, 60.0))
+    while True:
+        await asyncio.sleep(tick)
+        for namespace, name, remembered in reconcile.known_connections():
+            if time.time() - remembered.checked_at < interval or remembered.checked_at == 0:
+                continue
+            try:
+                await reconcile.reconcile(
+                    reconcile.reference(namespace, name, None), force_check=True
+                )
+            except Exception as error:  # keep checking the others
+                log.warning("periodic check of %s/%s failed: %s", namespace, name, error)
+
+
+async def on_startup(**_: Any) -> None:
+    _background.append(asyncio.create_task(_periodic_credentials_check()))
+
+
+async def on_cleanup(**_: Any) -> None:
+    for task in _background:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    _background.clear()
+    await client().close()
+
+
+def login(**_: Any) -> kopf.ConnectionInfo:
+    creds = client().credentials
+    return kopf.ConnectionInfo(
+        server=creds.server,
+        ca_path=creds.ca_path,
+        insecure=creds.insecure,
+        scheme="Bearer" if creds.bearer() else None,
+        token=creds.bearer(),
+        certificate_path=creds.certificate_path,
+        private_key_path=creds.private_key_path,
+    )
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    connections = (GROUP, VERSION, PLURAL)
+    kopf.on.login(registry=registry)(login)
+    kopf.on.startup(registry=registry)(on_startup)
+    kopf.on.cleanup(registry=registry)(on_cleanup)
+    kopf.on.create(*connections, registry=registry, id="create")(on_connection)
+    kopf.on.update(*connections, registry=registry, id="update")(on_connection)
+    kopf.on.resume(*connections, registry=registry, id="resume")(on_resume)
+    kopf.on.event(*connections, registry=registry, id="forget")(on_connection_event)
+    kopf.index(*connections, registry=registry, id="secret_index")(secret_index)
+    kopf.on.event("", "v1", "secrets", registry=registry, id="secrets")(on_secret)
+    kopf.on.event(
+        "batch",
+        "v1",
+        "jobs",
+        registry=registry,
+        id="jobs",
+        labels={naming.MANAGED_BY: naming.OPERATOR, naming.NAME_LABEL: naming.SYNC_APP},
+    )(on_job)
+
+
+JOB_SELECTOR = f"{naming.MANAGED_BY}={naming.OPERATOR},{naming.NAME_LABEL}={naming.SYNC_APP}"
+
+
+def settings(namespaces: tuple[str, ...]) -> kopf.OperatorSettings:
+    configured = kopf.OperatorSettings()
+    configured.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=naming.KOPF_PREFIX
+    )
+    configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=naming.KOPF_PREFIX, key="last-handled-configuration"
+    )
+    configured.posting.level = logging.WARNING
+    configured.watching.server_timeout = 300
+    configured.watching.client_timeout = 330
+    configured.watching.connect_timeout = 30
+    configured.watching.label_selectors["batch", "jobs"] = JOB_SELECTOR
+    # The CRD is installed with the chart before the operator starts: no CRD watching,
+    # so no cluster-wide read of CustomResourceDefinitions is needed.
+    configured.scanning.disabled = True
+    configured.peering.standalone = True
+    configured.execution.max_workers = 8
+    configured.networking.request_timeout = 60
+    return configured

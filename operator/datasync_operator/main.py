@@ -1,0 +1,62 @@
+"""Start the operator: Kubernetes login, metrics server, Kopf with the project's settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import kopf
+
+from . import handlers, kube, metrics
+from .config import OperatorConfig, set_current
+
+log = logging.getLogger(__name__)
+
+
+class _QuietWatchEvents(logging.Filter):
+    """Kopf logs every watch-event handler call; for Secrets and Jobs cluster-wide that is
+    noise at INFO. Failures still pass (they are WARNING or above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        message = record.getMessage()
+        return not any(
+            f"Handler '{name}' succeeded" in message for name in ("secrets", "jobs", "forget")
+        )
+
+
+def run(
+    config: OperatorConfig,
+    *,
+    kubeconfig: str | None,
+    metrics_port: int,
+    health_port: int,
+    log_format: str,
+) -> None:
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
+        log_prefix=log_format != "json",
+    )
+    logging.getLogger("kopf.objects").addFilter(_QuietWatchEvents())
+    set_current(config)
+    kube.set_client(kube.Kube(kube.load_credentials(kubeconfig)))
+    metrics.serve(metrics_port)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry)
+    scope = {"namespaces": list(config.namespaces)} if config.namespaces else {"clusterwide": True}
+    log.info(
+        "datasync operator starting (%s; metrics on :%d, liveness on :%d/healthz)",
+        f"namespaces {', '.join(config.namespaces)}" if config.namespaces else "all namespaces",
+        metrics_port,
+        health_port,
+    )
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            settings=handlers.settings(config.namespaces),
+            standalone=True,
+            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
+            **scope,
+        )
+    )

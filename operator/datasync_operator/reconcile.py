@@ -1,0 +1,453 @@
+"""The reconcile loop of one DataSyncConnection, and the recording of its finished runs.
+
+Everything here is idempotent: running it twice in a row writes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from datasync.api.models import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    VERSION,
+    DataSyncConnectionSpec,
+    LocatedError,
+    SyncResult,
+    SyncSummary,
+)
+
+from . import conditions, credentials, metrics, naming, resources, runs
+from .apply import NotOwnedError, Outcome, ensure
+from .config import current
+from .kube import Json, Kube, KubeError, client, core_path, group_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Memory:
+    """What the operator remembers about a connection between events (not persisted)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    check_fingerprint: str | None = None
+    checked_at: float = 0.0
+    recorded_jobs: set[str] = field(default_factory=set)
+
+
+_memories: dict[tuple[str, str], Memory] = {}
+
+
+def memory(namespace: str, name: str) -> Memory:
+    key = (namespace, name)
+    if key not in _memories:
+        _memories[key] = Memory()
+    return _memories[key]
+
+
+def forget(namespace: str, name: str) -> None:
+    _memories.pop((namespace, name), None)
+    metrics.forget(namespace, name)
+
+
+def known_connections() -> list[tuple[str, str, Memory]]:
+    return [(ns, name, mem) for (ns, name), mem in _memories.items()]
+
+
+def plain(value: Any) -> Any:
+    """A deep, mutable copy of Kopf's read-only body views."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def connection_path(namespace: str, name: str) -> str:
+    return group_path(f"{GROUP}/{VERSION}", namespace, PLURAL, name)
+
+
+def reference(namespace: str, name: str, uid: str | None) -> Json:
+    metadata: Json = {"name": name, "namespace": namespace}
+    if uid:
+        metadata["uid"] = uid
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata}
+
+
+def _event(body: Json, type_: str, reason: str, message: str) -> None:
+    meta = body["metadata"]
+    target: Any = reference(meta["namespace"], meta["name"], meta.get("uid"))
+    kopf.event(
+        target,  # kopf takes any object mapping with apiVersion, kind and metadata
+        type=type_,
+        reason=reason,
+        message=message[:1024],
+    )
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:5]:
+        location = ".".join(str(part) for part in ("spec", *item["loc"]))
+        context = item.get("ctx") or {}
+        inner = context.get("error")
+        if isinstance(inner, LocatedError):
+            location = ".".join(str(part) for part in ("spec", *inner.loc))
+            parts.append(f"{location}: {inner}")
+        else:
+            parts.append(f"{location}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def _checked_recently(status: Json, generation: int | None, interval: float) -> float | None:
+    """When the stored CredentialsValid is current for this generation: its check time."""
+    found = conditions.find(status.get("conditions") or [], conditions.CREDENTIALS_VALID)
+    checked = status.get("credentialsCheckedAt")
+    if found is None or not checked or found.get("observedGeneration") != generation:
+        return None
+    at = datetime.fromisoformat(str(checked).replace("Z", "+00:00")).timestamp()
+    return at if time.time() - at < interval else None
+
+
+async def _patch_status(kube: Kube, body: Json, changes: Json) -> None:
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    delta = {key: value for key, value in changes.items() if status.get(key) != value}
+    if not delta:
+        return
+    await kube.merge_patch(
+        connection_path(meta["namespace"], meta["name"]) + "/status", {"status": delta}
+    )
+
+
+async def reconcile(body: Json, *, force_check: bool = False) -> None:
+    """Bring the owned objects and the status of one connection in line with its spec."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    remembered = memory(namespace, name)
+    async with remembered.lock:
+        fresh = await client().get(connection_path(namespace, name))
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            await _reconcile_locked(client(), fresh, remembered, force_check)
+        except Exception:
+            metrics.reconcile_errors.labels(namespace, name).inc()
+            raise
+
+
+async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: bool) -> None:
+    config = current()
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    generation = meta.get("generation")
+    status: Json = body.get("status") or {}
+    existing_conditions: list[Json] = list(status.get("conditions") or [])
+    updates: list[Json] = []
+    changes: Json = {"observedGeneration": generation}
+
+    def finish(ready: bool, reason: str, message: str) -> list[Json]:
+        updates.insert(
+            0, conditions.condition(conditions.READY, ready, reason, message, generation)
+        )
+        if conditions.find(existing_conditions, conditions.SYNCED) is None:
+            updates.append(
+                conditions.condition(
+                    conditions.SYNCED, None, "NoRunYet", "no sync run has finished yet", generation
+                )
+            )
+        merged = conditions.merge(existing_conditions, updates)
+        metrics.connection_ready.labels(namespace, name).set(1 if ready else 0)
+        previous = conditions.find(existing_conditions, conditions.READY)
+        if not ready and (
+            previous is None
+            or previous.get("reason") != reason
+            or previous.get("status") != "False"
+        ):
+            _event(body, "Warning", reason, message)
+        return merged
+
+    try:
+        spec = DataSyncConnectionSpec.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        message = describe_validation_error(error)
+        changes["conditions"] = finish(False, "InvalidSpec", message)
+        await _patch_status(kube, body, changes)
+        return
+    problems = credentials.spec_problems(spec)
+    if problems:
+        changes["conditions"] = finish(False, problems[0].reason, problems[0].message)
+        await _patch_status(kube, body, changes)
+        return
+
+    resolution = await credentials.resolve(kube, namespace, spec)
+
+    # Credentials: check on spec or Secret change, when forced (periodic), or never checked.
+    fingerprint = naming.content_hash(
+        [
+            spec.source.model_dump(mode="json"),
+            spec.destination.model_dump(mode="json"),
+            resolution.fingerprint(),
+            [p.message for p in resolution.problems],
+        ]
+    )
+    if remembered.check_fingerprint is None and not force and not resolution.problems:
+        recent = _checked_recently(status, generation, config.credentials_check_interval)
+        if recent is not None:
+            remembered.check_fingerprint, remembered.checked_at = fingerprint, recent
+    previous_check = conditions.find(existing_conditions, conditions.CREDENTIALS_VALID)
+    problem: credentials.Problem | None = None
+    if resolution.problems:
+        # Nothing to log in with: no app is called until the Secrets are fixed.
+        problem = resolution.problems[0]
+        remembered.check_fingerprint, remembered.checked_at = None, 0.0
+    elif force or remembered.check_fingerprint != fingerprint:
+        problem = await credentials.check(spec, resolution, config.credentials_check_timeout)
+        remembered.check_fingerprint, remembered.checked_at = fingerprint, time.time()
+        changes["credentialsCheckedAt"] = conditions.now()
+        metrics.credentials_checks.labels(
+            namespace, name, problem.reason if problem else "Valid"
+        ).inc()
+    elif previous_check is not None:
+        # Unchanged credentials: the stored result still holds for this generation.
+        carried = {k: v for k, v in previous_check.items() if k != "lastTransitionTime"}
+        carried["observedGeneration"] = generation
+        updates.append(carried)
+        previous_check = None
+    if problem is not None or "credentialsCheckedAt" in changes:
+        metrics.credentials_valid.labels(namespace, name).set(0 if problem else 1)
+        if problem is None:
+            updates.append(
+                conditions.condition(
+                    conditions.CREDENTIALS_VALID,
+                    True,
+                    "CredentialsAccepted",
+                    "both apps accepted the credentials",
+                    generation,
+                )
+            )
+        else:
+            updates.append(
+                conditions.condition(
+                    conditions.CREDENTIALS_VALID, False, problem.reason, problem.message, generation
+                )
+            )
+            before = conditions.find(existing_conditions, conditions.CREDENTIALS_VALID)
+            changed = (
+                before is None
+                or before.get("reason") != problem.reason
+                or (before.get("status") != "False")
+            )
+            if changed and not resolution.problems:  # missing Secrets are reported by Ready
+                _event(body, "Warning", "CredentialsRejected", problem.message)
+
+    # Owned objects: identity, connection document, state store, then the CronJob.
+    wanted = [resources.service_account(body), resources.connection_config_map(body)]
+    claim = resources.state_claim(body, spec)
+    if claim is not None:
+        wanted.append(claim)
+    cron: Json | None = None
+    try:
+        for manifest in wanted:
+            await _ensure_and_report(kube, body, manifest)
+        if resolution.ok:
+            mounts = resources.secret_mounts(
+                {d: (secret, keys) for d, (secret, keys) in resolution.mounts.items()}
+            )
+            cron = await _ensure_and_report(
+                kube, body, resources.cron_job(body, spec, mounts, config)
+            )
+        else:
+            cron = await kube.get(
+                f"/apis/batch/v1/namespaces/{namespace}/cronjobs/{naming.cronjob_name(name)}"
+            )
+    except NotOwnedError as error:
+        changes["conditions"] = finish(False, "ObjectConflict", str(error))
+        await _patch_status(kube, body, changes)
+        return
+
+    if cron is not None:
+        changes["cronJob"] = cron["metadata"]["name"]
+    if not resolution.ok:
+        problem = resolution.problems[0]
+        changes["conditions"] = finish(False, problem.reason, problem.message)
+    else:
+        note = " (suspended)" if spec.suspend else ""
+        changes["conditions"] = finish(
+            True, "Ready", f"CronJob {naming.cronjob_name(name)} runs on {spec.schedule!r}{note}"
+        )
+
+    trigger = (meta.get("annotations") or {}).get(naming.SYNC_NOW)
+    if trigger and trigger != status.get("syncNowHandled") and resolution.ok and cron:
+        await _sync_now(kube, body, cron, trigger)
+        changes["syncNowHandled"] = trigger[:253]
+    await _patch_status(kube, body, changes)
+
+
+async def _ensure_and_report(kube: Kube, body: Json, manifest: Json) -> Json:
+    outcome, stored = await ensure(kube, manifest)
+    if outcome != Outcome.UNCHANGED:
+        kind, object_name = manifest["kind"], manifest["metadata"]["name"]
+        log.info(
+            "%s %s %s for %s/%s",
+            kind,
+            object_name,
+            outcome.lower(),
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+        )
+        _event(body, "Normal", outcome.value, f"{kind} {object_name} {outcome.lower()}")
+    return stored
+
+
+async def _sync_now(kube: Kube, body: Json, cron: Json, trigger: str) -> None:
+    name = naming.sync_now_job_name(body["metadata"]["name"], trigger)
+    job = resources.job_from_cron_job(cron, name, trigger)
+    path = f"/apis/batch/v1/namespaces/{body['metadata']['namespace']}/jobs"
+    try:
+        await kube.create(path, job)
+    except KubeError as error:
+        if error.status != 409:  # already started for this value (e.g. before a restart)
+            raise
+        return
+    _event(body, "Normal", "SyncStarted", f"Job {name} started on request (datasync.io/sync-now)")
+
+
+# ------------------------------------------------------------------- finished runs
+
+
+def _counts_text(summary: SyncSummary) -> str:
+    parts = []
+    for direction in ("toDestination", "toSource"):
+        counts = getattr(summary.records, direction)
+        parts.append(
+            f"{direction}: {counts.created} created, {counts.updated} updated, "
+            f"{counts.unchanged} unchanged, {counts.skipped} skipped, {counts.failed} failed"
+        )
+    return "; ".join(parts)
+
+
+def _newer(summary: SyncSummary, status: Json) -> bool:
+    last = status.get("lastSync") or {}
+    if last.get("job") and last.get("job") == summary.job:
+        return False
+    finished_at = last.get("finishedAt")
+    if not finished_at:
+        return True
+    previous = datetime.fromisoformat(str(finished_at).replace("Z", "+00:00"))
+    if previous.tzinfo is None:
+        previous = previous.replace(tzinfo=UTC)
+    current_end = summary.finishedAt
+    if current_end.tzinfo is None:
+        current_end = current_end.replace(tzinfo=UTC)
+    return current_end >= previous
+
+
+async def record_job(job: Json) -> None:
+    """Record a finished sync Job in its connection's status, events and metrics."""
+    outcome = runs.finished(job)
+    if outcome is None:
+        return
+    meta = job["metadata"]
+    namespace = meta["namespace"]
+    connection = (meta.get("annotations") or {}).get(naming.CONNECTION_LABEL) or (
+        meta.get("labels") or {}
+    ).get(naming.CONNECTION_LABEL)
+    if not connection:
+        return
+    remembered = memory(namespace, connection)
+    if meta["name"] in remembered.recorded_jobs:
+        return
+    kube = client()
+    async with remembered.lock:
+        body = await kube.get(connection_path(namespace, connection))
+        if body is None:
+            return
+        pods = await kube.list(
+            core_path(namespace, "pods"), label_selector=f"{naming.JOB_NAME_LABEL}={meta['name']}"
+        )
+        summary, reported = runs.summary_of(job, pods, outcome)
+        status: Json = body.get("status") or {}
+        remembered.recorded_jobs.add(meta["name"])
+        if not _newer(summary, status):
+            return
+        await _record(kube, body, summary, reported)
+
+
+async def _record(kube: Kube, body: Json, summary: SyncSummary, reported: bool) -> None:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status: Json = body.get("status") or {}
+    generation = meta.get("generation")
+    changes: Json = {"lastSync": summary.model_dump(mode="json", exclude_none=True)}
+    succeeded = summary.result != SyncResult.FAILED
+    finished_text = summary.model_dump(mode="json")["finishedAt"]
+    if succeeded:
+        changes["lastSuccessfulSyncAt"] = finished_text
+    if reported:
+        changes["health"] = summary.health.model_dump(mode="json")
+    failure = runs.failure_reason(summary) if not succeeded else None
+    if summary.result == SyncResult.SUCCEEDED:
+        synced = conditions.condition(
+            conditions.SYNCED, True, "Succeeded", f"last run: {_counts_text(summary)}", generation
+        )
+    elif summary.result == SyncResult.PARTIALLY_SUCCEEDED:
+        synced = conditions.condition(
+            conditions.SYNCED,
+            True,
+            "PartiallySucceeded",
+            f"{summary.failures.total} records failed (see status.lastSync.failures); "
+            f"{_counts_text(summary)}",
+            generation,
+        )
+    else:
+        synced = conditions.condition(
+            conditions.SYNCED,
+            False,
+            failure or "SyncFailed",
+            summary.error or "the sync run failed",
+            generation,
+        )
+    changes["conditions"] = conditions.merge(status.get("conditions") or [], [synced])
+    await _patch_status(kube, body, changes)
+    if succeeded:
+        _event(
+            body,
+            "Normal",
+            "SyncFinished",
+            f"Job {summary.job}: {summary.result}; {_counts_text(summary)}",
+        )
+    else:
+        _event(body, "Warning", "SyncFailed", f"Job {summary.job}: {summary.error or 'failed'}")
+    success_at = summary.finishedAt.timestamp() if succeeded else None
+    metrics.record_run(summary, namespace, name, failure)
+    metrics.record_state(summary, namespace, name, success_at)
+
+
+def restore_metrics(body: Json) -> None:
+    """Gauges of the last run from the stored status, after a restart."""
+    meta = body["metadata"]
+    status: Json = body.get("status") or {}
+    last = status.get("lastSync")
+    if not last:
+        return
+    try:
+        summary = SyncSummary.model_validate(last)
+    except ValidationError:
+        return
+    success = status.get("lastSuccessfulSyncAt")
+    success_at = (
+        datetime.fromisoformat(str(success).replace("Z", "+00:00")).timestamp() if success else None
+    )
+    metrics.record_state(summary, meta["namespace"], meta["name"], success_at)

@@ -1,0 +1,82 @@
+"""Fixtures for the operator tests (the control plane fixtures come from tests.cluster)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from datasync.api.models import AuthType
+from datasync_connectors.hubspot.sandbox import HubSpotSandbox
+from datasync_connectors.salesforce.sandbox import SalesforceSandbox
+from tests.cluster.controlplane import ControlPlane
+from tests.operator.support import BackgroundLoop, Cluster, OperatorProcess, endpoint, install_crd
+
+
+@pytest.fixture(scope="session")
+def dsc_crd(kube_api: client.ApiClient) -> None:
+    install_crd(kube_api)
+
+
+@pytest.fixture
+def cluster(kube_api: client.ApiClient, namespace: str, dsc_crd: None) -> Cluster:
+    return Cluster(kube_api, namespace)
+
+
+@dataclass
+class Apps:
+    hubspot: HubSpotSandbox
+    salesforce: SalesforceSandbox
+
+    def source(self, secret: str = "hubspot-auth") -> dict[str, object]:
+        return endpoint("hubspot", "AppParameters", secret, self.hubspot.connector_settings())
+
+    def destination(self, secret: str = "salesforce-auth") -> dict[str, object]:
+        return endpoint("salesforce", "OAuth", secret, self.salesforce.connector_settings())
+
+    def hubspot_secret(self) -> dict[str, str]:
+        return self.hubspot.credentials(AuthType.APP_PARAMETERS)
+
+    def salesforce_secret(self) -> dict[str, str]:
+        return self.salesforce.credentials(AuthType.OAUTH)
+
+
+@pytest.fixture
+def apps() -> Iterator[Apps]:
+    loop = BackgroundLoop()
+    hubspot, salesforce = HubSpotSandbox(), SalesforceSandbox()
+    loop.run(hubspot.start())
+    loop.run(salesforce.start())
+    try:
+        yield Apps(hubspot, salesforce)
+    finally:
+        loop.run(hubspot.stop())
+        loop.run(salesforce.stop())
+        loop.close()
+
+
+@pytest.fixture
+def operator_factory(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path, dsc_crd: None
+) -> Iterator[type[OperatorProcess] | object]:
+    started: list[OperatorProcess] = []
+
+    def start(kubeconfig: Path | None = None, extra_args: list[str] | None = None,
+              log_name: str = "operator.log") -> OperatorProcess:
+        process = OperatorProcess(kubeconfig or control_plane.kubeconfig, [namespace],
+                                  tmp_path / log_name, extra_args).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+        print(f"--- operator log {process.log_path} (tail) ---\n{process.log_tail(80)}")
+
+
+@pytest.fixture
+def operator(operator_factory) -> OperatorProcess:  # type: ignore[no-untyped-def]
+    return operator_factory()  # type: ignore[no-any-return]
