@@ -435,12 +435,11 @@ class SalesforceConnector(Connector):
         sobject = self._object(object_type)
         where = f" WHERE SystemModstamp >= {soql.datetime_literal(since)}" if since else ""
         query = f"SELECT {_select_list(fields)} FROM {sobject}{where} ORDER BY SystemModstamp, Id"  # noqa: S608 - SOQL: API names validated, literals quoted
-        watermark = since
         async for rows in self._query_pages(query):
             records = [_record(row, fields) for row in rows]
-            if records:
+            if records:  # an empty result is no page at all
                 watermark = max(record.modified_at for record in records)
-            yield ReadPage(records=records, watermark=watermark)
+                yield ReadPage(records=records, watermark=watermark)
 
     async def read(
         self, object_type: str, ids: Sequence[str], fields: Sequence[str]

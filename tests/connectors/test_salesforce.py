@@ -26,6 +26,7 @@ from datasync.connector import (
 from datasync.http import RetryPolicy
 from datasync.registry import get as get_connector
 from datasync.sandbox import Fault, RateLimit
+from tests.connectors.contract import ConnectorContract
 
 FIELDS = ["Email", "FirstName", "LastName", "Title", "Status__c", "Source__c"]
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
@@ -80,6 +81,12 @@ class SalesforceHarness:
     def make_invalid_record(self) -> dict[str, Any]:
         return {"FirstName": "No Last Name", "Email": "not-an-email"}
 
+    async def add_to_list(self, list_name: str, record_ids: list[str]) -> str | None:
+        campaign = self.sandbox.campaign_id(list_name) or self.sandbox.create_campaign(list_name)
+        for record_id in record_ids:
+            self.sandbox.add_to_campaign(campaign, record_id)
+        return list_name  # by Campaign Name: the connector looks the Id up
+
 
 @pytest.fixture(autouse=True)
 def _allow_sandbox_urls(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,6 +131,10 @@ async def _read_all(
 
 
 # ---------------------------------------------------------------- contract cases
+
+
+class TestSalesforceContract(ConnectorContract):
+    """The shared connector contract, with OAuth and with AppParameters."""
 
 
 def test_registered_as_entry_point() -> None:
