@@ -1,0 +1,284 @@
+"""The chart against the real control plane (tests/cluster): server-side dry-run apply of the
+default and the full rendering, a real `helm install` with default values, the examples
+applied from Git without drift, and the CRD kept on uninstall."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cluster.controlplane import ControlPlane
+from tests.ship.tools import CHART, FULL_VALUES, REPO, helm, render
+
+pytestmark = pytest.mark.integration
+
+CRD_NAME = "datasyncconnections.datasync.io"
+EXAMPLE_FOLDERS = ["hubspot-salesforce", "hubspot-postgres", "sandbox"]
+
+# Minimal stand-ins for the prometheus-operator CRDs, which the test cluster does not have:
+# the API server then checks apiVersion/kind/metadata of ServiceMonitor and PrometheusRule,
+# while their spec is checked by tests/ship/test_chart_render.py (the real CRDs' schemas are
+# not available offline).
+STAND_IN_CRDS = [
+    {"kind": kind, "plural": plural}
+    for kind, plural in (
+        ("ServiceMonitor", "servicemonitors"),
+        ("PrometheusRule", "prometheusrules"),
+    )
+]
+
+
+def stand_in_crd(kind: str, plural: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{plural}.monitoring.coreos.com",
+            "labels": {"datasync.test/stand-in": "true"},
+        },
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "names": {
+                "kind": kind,
+                "plural": plural,
+                "listKind": f"{kind}List",
+                "singular": kind.lower(),
+            },
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": True,
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def to_yaml(documents: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def dry_run_apply(plane: ControlPlane, documents: list[dict[str, Any]]) -> str:
+    result = plane.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--field-manager=datasync-ship-test",
+        "-f",
+        "-",
+        input=to_yaml(documents),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def wait_established(plane: ControlPlane, name: str) -> None:
+    plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+@pytest.fixture(scope="module")
+def monitoring_crds(control_plane: ControlPlane) -> Iterator[None]:
+    created = []
+    for crd in STAND_IN_CRDS:
+        document = stand_in_crd(crd["kind"], crd["plural"])
+        name = document["metadata"]["name"]
+        exists = control_plane.kubectl("get", f"crd/{name}", check=False).returncode == 0
+        if not exists:
+            control_plane.kubectl("create", "-f", "-", input=to_yaml([document]))
+            created.append(name)
+        wait_established(control_plane, name)
+    yield
+    for name in created:
+        control_plane.kubectl("delete", f"crd/{name}", "--wait=false", check=False)
+
+
+def test_default_chart_passes_server_side_dry_run(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    documents = render(namespace=namespace)
+    output = dry_run_apply(control_plane, documents)
+    for kind in (
+        "deployment.apps",
+        "serviceaccount",
+        "service",
+        "customresourcedefinition.apiextensions.k8s.io",
+        "clusterrole.rbac.authorization.k8s.io",
+        "pod",
+    ):
+        assert f"{kind}/" in output, output
+
+
+def test_full_chart_passes_server_side_dry_run(
+    control_plane: ControlPlane, namespace: str, monitoring_crds: None
+) -> None:
+    # Roles go to watched namespaces, which must exist: watch the test namespace.
+    documents = render(
+        namespace=namespace,
+        values_files=[FULL_VALUES],
+        values={"watchNamespaces": "{" + namespace + "}"},
+    )
+    kinds = {d["kind"] for d in documents}
+    assert {
+        "ServiceMonitor",
+        "PrometheusRule",
+        "NetworkPolicy",
+        "ConfigMap",
+        "Role",
+        "RoleBinding",
+    } <= kinds
+    output = dry_run_apply(control_plane, documents)
+    for kind in (
+        "servicemonitor.monitoring.coreos.com",
+        "prometheusrule.monitoring.coreos.com",
+        "networkpolicy.networking.k8s.io",
+        "role.rbac.authorization.k8s.io",
+        "configmap",
+    ):
+        assert f"{kind}/" in output, output
+
+
+def test_dry_run_rejects_what_the_api_server_would_reject(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    # Guards the tests above: a broken Deployment must not pass the dry run.
+    documents = render(namespace=namespace, show_hooks=False)
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 0
+    result = control_plane.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=to_yaml([deployment]),
+        check=False,
+    )
+    assert result.returncode != 0 and "containerPort" in result.stderr
+
+
+def prepare_crd_for_release(plane: ControlPlane, release: str, namespace: str) -> None:
+    """Another test may have created the CRD already; let this release adopt it, as a user
+    moving an existing CRD under the chart would (Helm's ownership metadata)."""
+    if plane.kubectl("get", f"crd/{CRD_NAME}", check=False).returncode != 0:
+        return
+    plane.kubectl("label", "--overwrite", f"crd/{CRD_NAME}", "app.kubernetes.io/managed-by=Helm")
+    plane.kubectl(
+        "annotate",
+        "--overwrite",
+        f"crd/{CRD_NAME}",
+        f"meta.helm.sh/release-name={release}",
+        f"meta.helm.sh/release-namespace={namespace}",
+    )
+
+
+def kubectl_files(folder: str) -> list[str]:
+    files = sorted((REPO / "examples" / folder).glob("*.yaml"))
+    return [arg for path in files for arg in ("-f", str(path))]
+
+
+def test_helm_install_with_defaults_examples_apply_from_git_and_crd_is_kept(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    release = f"ds-{uuid.uuid4().hex[:6]}"
+    prepare_crd_for_release(control_plane, release, namespace)
+    installed = helm(
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        kubeconfig=control_plane.kubeconfig,
+    )
+    notes = installed.stdout.split("NOTES:", 1)[1]
+    for expected in (
+        "examples/hubspot-salesforce/secrets.yaml",
+        "kubectl get dsc",
+        "datasync status",
+        f"helm test {release} -n {namespace}",
+    ):
+        assert expected in notes
+    try:
+        fullname = f"{release}-datasync"
+        deployment = yaml.safe_load(
+            control_plane.kubectl(
+                "get", "deployment", fullname, "-n", namespace, "-o", "yaml"
+            ).stdout
+        )
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == fullname
+        control_plane.kubectl("get", "serviceaccount", fullname, "-n", namespace)
+        control_plane.kubectl("get", "service", f"{fullname}-metrics", "-n", namespace)
+        control_plane.kubectl("get", "clusterrolebinding", fullname)
+        crd = yaml.safe_load(control_plane.kubectl("get", f"crd/{CRD_NAME}", "-o", "yaml").stdout)
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        wait_established(control_plane, CRD_NAME)
+
+        # The examples apply from Git, and a second look finds no drift: no server-side
+        # defaults, nothing the API server rewrites.
+        for folder in EXAMPLE_FOLDERS:
+            control_plane.kubectl(
+                "apply",
+                "--server-side",
+                "--field-manager=gitops",
+                "-n",
+                namespace,
+                *kubectl_files(folder),
+            )
+            diff = control_plane.kubectl(
+                "diff",
+                "--server-side",
+                "--field-manager=gitops",
+                "-n",
+                namespace,
+                *kubectl_files(folder),
+                check=False,
+            )
+            assert diff.returncode == 0, f"{folder} drifts after apply:\n{diff.stdout}"
+        names = control_plane.kubectl("get", "dsc", "-n", namespace, "-o", "name").stdout.split()
+        assert len(names) == len(EXAMPLE_FOLDERS)
+    finally:
+        helm(
+            "uninstall",
+            release,
+            "--namespace",
+            namespace,
+            "--wait",
+            kubeconfig=control_plane.kubeconfig,
+        )
+
+    # The keep policy: the CRD, and with it every connection, survives the uninstall.
+    assert control_plane.kubectl("get", f"crd/{CRD_NAME}", check=False).returncode == 0
+    assert (
+        control_plane.kubectl(
+            "get", "deployment", f"{release}-datasync", "-n", namespace, check=False
+        ).returncode
+        != 0
+    )
+    deadline = time.monotonic() + 30
+    while (
+        control_plane.kubectl("get", "clusterrole", f"{release}-datasync", check=False).returncode
+        == 0
+    ):
+        assert time.monotonic() < deadline, "ClusterRole not removed by helm uninstall"
+        time.sleep(0.5)
+    remaining = control_plane.kubectl("get", "dsc", "-n", namespace, "-o", "name").stdout.split()
+    assert len(remaining) == len(EXAMPLE_FOLDERS)
