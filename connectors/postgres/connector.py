@@ -143,8 +143,11 @@ class PostgresConnector(Connector):
         return self.options.table
 
     async def _connect(self) -> psycopg.AsyncConnection[TupleRow]:
-        if self._connection is not None and not self._connection.closed:
-            return self._connection
+        if self._connection is not None:
+            if not (self._connection.closed or self._connection.broken):
+                return self._connection
+            await self._connection.close()
+            self._connection = None
         cert = self.credentials.get(SSL_ROOT_CERT_KEY)
         if cert and self._cert_path is None:
             handle, self._cert_path = tempfile.mkstemp(prefix="datasync-pg-ca-", suffix=".pem")
@@ -182,13 +185,32 @@ class PostgresConnector(Connector):
     async def _session(self) -> AsyncIterator[psycopg.AsyncConnection[TupleRow]]:
         """The connection, used by one operation at a time; psycopg errors translated."""
         async with self._lock:
-            connection = await self._connect()
+            connection = None
             try:
+                connection = await self._connect()
                 yield connection
             except psycopg.Error as exc:
-                if connection.broken or connection.closed:
-                    self._connection = None
+                if connection is not None and connection.broken:
+                    raise errors.ConnectionLost(
+                        f"the connection to PostgreSQL was lost: {errors.describe_sqlstate(exc)}"
+                    ) from None
                 raise errors.operation_error(exc, self._display_table) from None
+
+    async def _query(
+        self, query: sql.SQL | sql.Composed, params: Mapping[str, Any] | Sequence[Any]
+    ) -> list[TupleRow]:
+        """One statement in its own transaction. A connection lost since the last call
+        (server restart, idle timeout) is replaced once; reads are safe to repeat."""
+        try:
+            return await self._query_once(query, params)
+        except errors.ConnectionLost:
+            return await self._query_once(query, params)
+
+    async def _query_once(
+        self, query: sql.SQL | sql.Composed, params: Mapping[str, Any] | Sequence[Any]
+    ) -> list[TupleRow]:
+        async with self._session() as connection, connection.transaction():
+            return await self._execute(connection, query, params)
 
     async def _execute(
         self,
@@ -448,8 +470,7 @@ class PostgresConnector(Connector):
         params: dict[str, Any] = {"limit": self.page_size, "since": since}
         query: sql.Composed = select + first_filter + order
         while True:
-            async with self._session() as connection, connection.transaction():
-                rows = await self._execute(connection, query, params)
+            rows = await self._query(query, params)
             if not rows:
                 return
             records = [self._record(table, columns, row) for row in rows]
@@ -477,8 +498,7 @@ class PostgresConnector(Connector):
             keys = [key for key in (self._normalize_id(table, i) for i in chunk) if key is not None]
             if not keys:
                 continue
-            async with self._session() as connection, connection.transaction():
-                rows = await self._execute(connection, query, [keys])
+            rows = await self._query(query, [keys])
             for row in rows:
                 record = self._record(table, columns, row)
                 found[record.id] = record
@@ -514,8 +534,7 @@ class PostgresConnector(Connector):
         records: list[Record] = []
         seen: set[str] = set()
         for chunk in _chunks([v for v in values if v is not None], self.max_batch_size):
-            async with self._session() as connection, connection.transaction():
-                rows = await self._execute(connection, query, [list(chunk)])
+            rows = await self._query(query, [list(chunk)])
             for row in rows:
                 record = self._record(table, columns, row)
                 if record.id not in seen:
@@ -543,8 +562,7 @@ class PostgresConnector(Connector):
         ).format(list=self._list_ident(table))
         members: set[str] = set()
         for chunk in _chunks(list(ids), self.max_batch_size):
-            async with self._session() as connection, connection.transaction():
-                rows = await self._execute(connection, query, [list_ref, list(chunk)])
+            rows = await self._query(query, [list_ref, list(chunk)])
             members.update(str(row[0]) for row in rows)
         return members
 
@@ -557,8 +575,7 @@ class PostgresConnector(Connector):
         ).format(list=self._list_ident(table))
         after = ""
         while True:
-            async with self._session() as connection, connection.transaction():
-                rows = await self._execute(connection, query, [list_ref, after, self.page_size])
+            rows = await self._query(query, [list_ref, after, self.page_size])
             if not rows:
                 return
             page = [str(row[0]) for row in rows]
@@ -680,6 +697,16 @@ class PostgresConnector(Connector):
         return values, tuple(dropped), None
 
     async def _write_groups(
+        self, table: TableInfo, groups: dict[tuple[str, ...], list[_Row]], creating: bool
+    ) -> dict[int, str | RecordError]:
+        """A lost connection is replaced once: creates are upserts on the identity and
+        updates set values, so repeating a write whose commit went unconfirmed is safe."""
+        try:
+            return await self._write_groups_once(table, groups, creating)
+        except errors.ConnectionLost:
+            return await self._write_groups_once(table, groups, creating)
+
+    async def _write_groups_once(
         self, table: TableInfo, groups: dict[tuple[str, ...], list[_Row]], creating: bool
     ) -> dict[int, str | RecordError]:
         """Each group in one statement; if any fails, every row again in its own savepoint."""

@@ -40,6 +40,13 @@ RECORD_REASONS = {
 RETRIABLE_CLASSES = ("08", "53", "57", "40", "55")
 
 
+class ConnectionLost(RetriableError):
+    """The connection broke during an operation; a new one may be tried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "AppUnavailable")
+
+
 def describe_sqlstate(exc: psycopg.Error) -> str:
     name = type(exc).__name__
     return f"{name} (SQLSTATE {exc.sqlstate})" if exc.sqlstate else name

@@ -858,3 +858,27 @@ async def test_reading_streams_pages_instead_of_loading_the_table(
     assert count == 20000
     # The whole table is >10 MB as Python objects; one page of 500 is well under 4 MB.
     assert peak < 4 * 1024 * 1024, f"peak {peak} bytes: the read is not streaming"
+
+
+async def _terminate_backend(dsn: str, connector: PostgresConnector) -> None:
+    assert connector._connection is not None
+    pid = connector._connection.info.backend_pid
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+async def test_a_lost_connection_is_replaced_once(
+    harness: PostgresHarness, connector: PostgresConnector
+) -> None:
+    ids = await harness.seed([harness.make_record(i) for i in range(3)])
+    assert len(await connector.read("contacts", ids, ["email"])) == 3
+    await _terminate_backend(harness.dsn, connector)
+    assert len(await connector.read("contacts", ids, ["email"])) == 3
+    await _terminate_backend(harness.dsn, connector)
+    [result] = await connector.update("contacts", [(ids[0], {"city": "Lisbon"})])
+    assert result.ok
+    await _terminate_backend(harness.dsn, connector)
+    [created] = await connector.create("contacts", [harness.make_record(9)])
+    assert created.ok and await harness.count() == 4
+    stored = await harness.fetch(ids[0])
+    assert stored is not None and stored["city"] == "Lisbon"
