@@ -1,0 +1,152 @@
+"""Property-based tests: random interleavings of edits on both sides and sync runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from datasync.engine.values import canonical
+from tests.engine.memory import Killed
+from tests.engine.world import World
+
+EMAILS = [f"person{i}@example.com" for i in range(5)]
+# a field name -> b field name (the default mappings between the two memory styles)
+FIELDS = {"firstname": "FirstName", "lastname": "LastName", "company": "Company"}
+VALUES = st.sampled_from(["", "Ann", "Bob", "Cy", "Dee", "Eve"])
+NAMES = st.sampled_from(["Lee", "Ray", "Kim"])  # lastname: b requires one on create
+
+add = st.tuples(
+    st.just("add"),
+    st.sampled_from("ab"),
+    st.integers(0, len(EMAILS) - 1),
+    st.fixed_dictionaries({"firstname": VALUES, "lastname": NAMES, "company": VALUES}),
+)
+edit = st.tuples(
+    st.just("edit"),
+    st.sampled_from("ab"),
+    st.integers(0, len(EMAILS) - 1),
+    st.sampled_from(sorted(FIELDS)),
+    VALUES,
+)
+sync = st.tuples(st.just("sync"), st.one_of(st.none(), st.integers(1, 6)), st.booleans())
+operations = st.lists(st.one_of(add, edit, sync), min_size=1, max_size=25)
+options = st.fixed_dictionaries(
+    {
+        "systemOfRecord": st.sampled_from(["source", "destination"]),
+        "conflictResolution": st.sampled_from(["MostRecent", "SystemOfRecord"]),
+        "field_timestamps": st.booleans(),
+        "max_batch_size": st.integers(1, 4),
+        "page_size": st.integers(1, 5),
+    }
+)
+
+
+def _app(world: World, side: str) -> Any:
+    return world.a if side == "a" else world.b
+
+
+def _apply(world: World, operation: tuple[Any, ...]) -> None:
+    kind, side = operation[0], operation[1]
+    app = _app(world, side)
+    email = EMAILS[operation[2]]
+    existing = app.find(email)
+    if kind == "add":
+        values = operation[3]
+        if side == "b":
+            values = {FIELDS[name]: value for name, value in values.items()}
+        if existing:
+            app.edit(existing[0], **values)
+        else:
+            app.add(**{app.identity_field: email}, **values)
+    elif existing:
+        name = operation[3] if side == "a" else FIELDS[operation[3]]
+        app.edit(existing[0], **{name: operation[4]})
+
+
+def _normalized(world: World) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    a = {
+        email: {name: canonical(fields.get(name), "string") for name in FIELDS}
+        for email, fields in world.a.by_identity().items()
+    }
+    b = {
+        email: {name: canonical(fields.get(FIELDS[name]), "string") for name in FIELDS}
+        for email, fields in world.b.by_identity().items()
+    }
+    return a, b
+
+
+def _check_agreement(world: World) -> None:
+    a, b = _normalized(world)  # by_identity() asserts there is no duplicate identity
+    assert set(a) == set(b)
+    for email in a:
+        for name in FIELDS:
+            left, right = a[email][name], b[email][name]
+            # Equal, or one side blank: a blank never erases a value.
+            assert left == right or "" in (left, right), (email, name)
+    assert world.a.blank_erasures == world.b.blank_erasures == 0
+
+
+async def _run(world: World, operation: tuple[Any, ...], crash: bool) -> None:
+    kill_at, before_apply = operation[1], operation[2]
+    if crash and kill_at is not None:
+        world.kill.at, world.kill.before_apply = world.kill.calls + kill_at, before_apply
+        with contextlib.suppress(Killed):
+            await world.sync()
+        world.kill.at = None
+    await world.sync()
+    _check_agreement(world)
+    writes = world.writes()
+    quiet = await world.sync()
+    assert world.writes() == writes, "a run with no edits wrote something"
+    assert quiet.failures.total == 0
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(operations=operations, options=options)
+def test_random_edits_and_runs_keep_the_apps_in_step(
+    operations: list[tuple[Any, ...]], options: dict[str, Any]
+) -> None:
+    async def scenario() -> None:
+        reference = World(**options)
+        crashed = World(**options)
+        for operation in [*operations, ("sync", None, False)]:
+            for world in (reference, crashed):
+                if operation[0] == "sync":
+                    await _run(world, operation, crash=world is crashed)
+                else:
+                    _apply(world, operation)
+        # A run killed at any point and run again ends where an uninterrupted run ends.
+        assert _normalized(crashed) == _normalized(reference)
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    source=st.fixed_dictionaries({name: VALUES for name in FIELDS}),
+    destination=st.fixed_dictionaries({name: VALUES for name in FIELDS}),
+    system=st.sampled_from(["source", "destination"]),
+)
+def test_first_sync_the_system_of_record_wins_except_where_blank(
+    source: dict[str, str], destination: dict[str, str], system: str
+) -> None:
+    async def scenario() -> None:
+        world = World(systemOfRecord=system)
+        a_id = world.a.add(email=EMAILS[0], **source)
+        b_id = world.b.add(Email=EMAILS[0], **{FIELDS[k]: v for k, v in destination.items()})
+        await world.sync()
+        winner, loser = (source, destination) if system == "source" else (destination, source)
+        for name, b_name in FIELDS.items():
+            expected = winner[name] or loser[name]
+            assert canonical(world.a.get(a_id).get(name), "string") == expected
+            assert canonical(world.b.get(b_id).get(b_name), "string") == expected
+
+    asyncio.run(scenario())
