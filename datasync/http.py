@@ -204,9 +204,7 @@ class ApiClient:
                 return response
             if action is Action.REAUTHENTICATE:
                 if not authenticated or self.auth_headers is None or refreshed:
-                    raise AuthenticationError(
-                        f"{self.app} rejected the credentials (HTTP 401)"
-                    )
+                    raise AuthenticationError(f"{self.app} rejected the credentials (HTTP 401)")
                 refreshed = True
                 await self.auth_headers(True)
                 continue

@@ -145,15 +145,15 @@ class AppEndpoint(_Model):
         description="Connector name: hubspot, salesforce or postgres (`datasync connectors`).",
     )
     auth: Auth = Field(description="Credentials for this app.")
-    settings: dict[
-        Annotated[str, Field(max_length=63)], Annotated[str, Field(max_length=2048)]
-    ] = Field(
-        default_factory=dict,
-        max_length=32,
-        description=(
-            "Non-secret connector parameters as strings (for example organizationUrl, "
-            "baseUrl, table). Each connector documents its settings."
-        ),
+    settings: dict[Annotated[str, Field(max_length=63)], Annotated[str, Field(max_length=2048)]] = (
+        Field(
+            default_factory=dict,
+            max_length=32,
+            description=(
+                "Non-secret connector parameters as strings (for example organizationUrl, "
+                "baseUrl, table). Each connector documents its settings."
+            ),
+        )
     )
 
 
@@ -211,15 +211,15 @@ class FieldMapping(_Model):
             "ToDestination in a OneWay one. ToSource and TwoWay need a TwoWay connection."
         ),
     )
-    values: dict[
-        Annotated[str, Field(max_length=255)], Annotated[str, Field(max_length=255)]
-    ] = Field(
-        default_factory=dict,
-        max_length=500,
-        description=(
-            "Value map for picklists, source value to destination value; "
-            "reversed for writes to the source."
-        ),
+    values: dict[Annotated[str, Field(max_length=255)], Annotated[str, Field(max_length=255)]] = (
+        Field(
+            default_factory=dict,
+            max_length=500,
+            description=(
+                "Value map for picklists, source value to destination value; "
+                "reversed for writes to the source."
+            ),
+        )
     )
     type: ValueType | None = Field(
         default=None,
