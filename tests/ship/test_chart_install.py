@@ -175,6 +175,46 @@ def test_dry_run_rejects_what_the_api_server_would_reject(
     assert result.returncode != 0 and "containerPort" in result.stderr
 
 
+def pod_from_template(owner: dict[str, Any], namespace: str) -> dict[str, Any]:
+    template = owner["spec"]["template"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{owner['metadata']['name']}-pss",
+            "namespace": namespace,
+            "labels": template["metadata"]["labels"],
+        },
+        # The release's ServiceAccount does not exist in a dry run; PodSecurity ignores it.
+        "spec": {**template["spec"], "serviceAccountName": "default"},
+    }
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    # The API server's PodSecurity admission enforces "restricted" on this namespace; the
+    # operator pod, the helm test pods and the sandbox apps must all be admitted.
+    control_plane.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    rendered = render(namespace=namespace)
+    pods = [d for d in rendered if d["kind"] == "Pod"]
+    pods += [pod_from_template(d, namespace) for d in rendered if d["kind"] == "Deployment"]
+    sandbox = yaml.safe_load_all((REPO / "examples/sandbox/sandbox-apps.yaml").read_text())
+    pods += [pod_from_template(d, namespace) for d in sandbox if d["kind"] == "Deployment"]
+    assert len(pods) == 5
+    output = dry_run_apply(control_plane, pods)
+    assert output.count("pod/") == 5, output
+    # And a pod that is not hardened is refused there, so the check above means something.
+    weak = pod_from_template(next(d for d in rendered if d["kind"] == "Deployment"), namespace)
+    del weak["spec"]["containers"][0]["securityContext"]["capabilities"]
+    result = control_plane.kubectl(
+        "apply", "--server-side", "--dry-run=server", "-f", "-", input=to_yaml([weak]), check=False
+    )
+    assert result.returncode != 0 and "restricted" in result.stderr
+
+
 def prepare_crd_for_release(plane: ControlPlane, release: str, namespace: str) -> None:
     """Another test may have created the CRD already; let this release adopt it, as a user
     moving an existing CRD under the chart would (Helm's ownership metadata)."""
