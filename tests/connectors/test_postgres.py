@@ -882,3 +882,87 @@ async def test_a_lost_connection_is_replaced_once(
     assert created.ok and await harness.count() == 4
     stored = await harness.fetch(ids[0])
     assert stored is not None and stored["city"] == "Lisbon"
+
+
+async def test_the_engine_syncs_two_tables_both_ways(postgres_dsn: str) -> None:
+    """The connector behind the real sync engine: PostgreSQL table to PostgreSQL table."""
+    from datasync.api.models import DataSyncConnectionSpec
+    from datasync.engine import run_sync
+    from datasync.state import open_store
+
+    def endpoint(table: str) -> dict[str, Any]:
+        return {
+            "app": "postgres",
+            "auth": {"type": "AppParameters", "secretRef": {"name": table.replace("_", "-")}},
+            "settings": {"table": table, "createTable": "true"},
+        }
+
+    spec = DataSyncConnectionSpec.model_validate(
+        {
+            "direction": "TwoWay",
+            "schedule": "*/15 * * * *",
+            "source": endpoint("left_contacts"),
+            "destination": endpoint("right_contacts"),
+        }
+    )
+    store = open_store("sqlite:///:memory:", "test/postgres")
+
+    def pair() -> tuple[PostgresConnector, PostgresConnector]:
+        credentials = {"dsn": postgres_dsn}
+        return (
+            PostgresConnector(spec.source.settings, credentials, AuthType.APP_PARAMETERS),
+            PostgresConnector(spec.destination.settings, credentials, AuthType.APP_PARAMETERS),
+        )
+
+    left, right = pair()
+    async with left, right:
+        await right.check()  # creates the destination table
+        people = [
+            {"email": f"p{i}@example.com", "first_name": f"P{i}", "email_opt_out": i % 2 == 0}
+            for i in range(5)
+        ]
+        assert all(r.ok for r in await left.create("contacts", people))
+    left, right = pair()
+    async with left, right:
+        first = await run_sync(spec, left, right, store)
+    assert first.error is None and first.records.toDestination.created == 5
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT email, first_name, email_opt_out FROM right_contacts ORDER BY email"
+        )
+        copied = await cursor.fetchall()
+        assert copied == [(p["email"], p["first_name"], p["email_opt_out"]) for p in people]
+        await conn.execute(
+            "UPDATE right_contacts SET first_name = 'Changed' WHERE email = 'p1@example.com'"
+        )
+    left, right = pair()
+    async with left, right:
+        second = await run_sync(spec, left, right, store)
+    assert second.error is None and second.records.toSource.updated == 1
+    assert second.records.toDestination.created == 0
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+        cursor = await conn.execute(
+            "SELECT first_name FROM left_contacts WHERE email = 'p1@example.com'"
+        )
+        assert await cursor.fetchone() == ("Changed",)
+
+
+async def test_a_server_that_never_answers_times_out_naming_host_and_port(
+    harness: PostgresHarness,
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accept the connection, never speak the protocol
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        dsn = f"postgresql://someone:hunter2hunter2@127.0.0.1:{port}/db?connect_timeout=1"
+        async with PostgresConnector(
+            harness.settings, {"dsn": dsn}, AuthType.APP_PARAMETERS
+        ) as connector:
+            with pytest.raises(AppUnreachableError) as caught:
+                await connector.check()
+    message = str(caught.value)
+    assert "`host`" in message and "`port`" in message
+    assert "hunter2hunter2" not in message and "someone" not in message
