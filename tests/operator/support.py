@@ -7,6 +7,7 @@ import asyncio
 import base64
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,9 +22,15 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.cluster.controlplane import REPO_ROOT, ControlPlane, free_port
 
 GROUP, VERSION, PLURAL = "datasync.io", "v1alpha1", "datasyncconnections"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 T = TypeVar("T")
 
 
