@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from datasync_connectors.hubspot.sandbox import HubSpotSandbox
+from datasync_connectors.salesforce.sandbox import SalesforceSandbox
 from kubernetes import client
 
 from datasync.api.models import AuthType
-from datasync_connectors.hubspot.sandbox import HubSpotSandbox
-from datasync_connectors.salesforce.sandbox import SalesforceSandbox
 from tests.cluster.controlplane import ControlPlane
 from tests.operator.support import BackgroundLoop, Cluster, OperatorProcess, endpoint, install_crd
 
@@ -64,10 +64,14 @@ def operator_factory(
 ) -> Iterator[type[OperatorProcess] | object]:
     started: list[OperatorProcess] = []
 
-    def start(kubeconfig: Path | None = None, extra_args: list[str] | None = None,
-              log_name: str = "operator.log") -> OperatorProcess:
-        process = OperatorProcess(kubeconfig or control_plane.kubeconfig, [namespace],
-                                  tmp_path / log_name, extra_args).start()
+    def start(
+        kubeconfig: Path | None = None,
+        extra_args: list[str] | None = None,
+        log_name: str = "operator.log",
+    ) -> OperatorProcess:
+        process = OperatorProcess(
+            kubeconfig or control_plane.kubeconfig, [namespace], tmp_path / log_name, extra_args
+        ).start()
         started.append(process)
         return process
 

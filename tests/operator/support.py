@@ -22,7 +22,6 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-
 GROUP, VERSION, PLURAL = "datasync.io", "v1alpha1", "datasyncconnections"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,11 +30,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
 T = TypeVar("T")
 
 
 def wait_for(
-    probe: Callable[[], T | None], timeout: float = 60.0, what: str = "condition",
+    probe: Callable[[], T | None],
+    timeout: float = 60.0,
+    what: str = "condition",
     interval: float = 0.25,
 ) -> T:
     deadline = time.monotonic() + timeout
@@ -57,8 +60,13 @@ def crd_manifest() -> dict[str, Any]:
     path = REPO_ROOT / "crds" / "datasyncconnections.yaml"
     if path.exists():
         return dict(yaml.safe_load(path.read_text()))
-    output = subprocess.run([str(Path(sys.executable).parent / "datasync"), "crd"],
-                            capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    output = subprocess.run(
+        [str(Path(sys.executable).parent / "datasync"), "crd"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
     return dict(yaml.safe_load(output.stdout))
 
 
@@ -76,21 +84,30 @@ def install_crd(api: client.ApiClient) -> None:
 
     def established() -> bool:
         crd = extensions.read_custom_resource_definition(manifest["metadata"]["name"])
-        return any(c.type == "Established" and c.status == "True"
-                   for c in (crd.status.conditions or []))
+        return any(
+            c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])
+        )
 
     wait_for(established, 30, "the CRD to be established")
     # The API server serves a new CRD a moment after Established; wait until it lists.
     custom = client.CustomObjectsApi(api)
-    wait_for(lambda: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL) is not None,
-             30, "the CRD to be served")
+    wait_for(
+        lambda: custom.list_cluster_custom_object(GROUP, VERSION, PLURAL) is not None,
+        30,
+        "the CRD to be served",
+    )
 
 
 class OperatorProcess:
     """`datasync operator` as a subprocess, so that restarts are real."""
 
-    def __init__(self, kubeconfig: Path, namespaces: list[str], log_path: Path,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespaces: list[str],
+        log_path: Path,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log_path = log_path
@@ -101,23 +118,36 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         command = [
-            str(Path(sys.executable).parent / "datasync"), "operator",
-            "--kubeconfig", str(self.kubeconfig),
-            "--metrics-port", str(self.metrics_port),
-            "--health-port", str(self.health_port),
-            "--allow-sandbox-urls", "--sync-image", "datasync:test",
+            str(Path(sys.executable).parent / "datasync"),
+            "operator",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--metrics-port",
+            str(self.metrics_port),
+            "--health-port",
+            str(self.health_port),
+            "--allow-sandbox-urls",
+            "--sync-image",
+            "datasync:test",
             *[arg for ns in self.namespaces for arg in ("--namespace", ns)],
             *self.extra_args,
         ]
         env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT)
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=REPO_ROOT,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"operator exited with {self.process.returncode}:\n"
-                                     f"{self.log_tail()}")
+                raise AssertionError(
+                    f"operator exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             if self._healthy():
                 return self
             time.sleep(0.2)
@@ -126,7 +156,8 @@ class OperatorProcess:
     def _healthy(self) -> bool:
         try:
             with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as response:
+                f"http://127.0.0.1:{self.health_port}/healthz", timeout=2
+            ) as response:
                 return bool(response.status == 200)
         except (OSError, urllib.error.URLError):
             return False
@@ -144,7 +175,8 @@ class OperatorProcess:
 
     def metrics(self) -> str:
         with urllib.request.urlopen(
-                f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5
+        ) as response:
             return str(response.read().decode())
 
     def log_text(self) -> str:
@@ -181,8 +213,9 @@ def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def connection(name: str, source: dict[str, Any], destination: dict[str, Any],
-               **spec: Any) -> dict[str, Any]:
+def connection(
+    name: str, source: dict[str, Any], destination: dict[str, Any], **spec: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "DataSyncConnection",
@@ -198,10 +231,14 @@ def connection(name: str, source: dict[str, Any], destination: dict[str, Any],
     return body
 
 
-def endpoint(app: str, auth_type: str, secret_name: str,
-             settings: dict[str, str]) -> dict[str, Any]:
-    return {"app": app, "auth": {"type": auth_type, "secretRef": {"name": secret_name}},
-            "settings": settings}
+def endpoint(
+    app: str, auth_type: str, secret_name: str, settings: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "app": app,
+        "auth": {"type": auth_type, "secretRef": {"name": secret_name}},
+        "settings": settings,
+    }
 
 
 class Cluster:
@@ -221,16 +258,23 @@ class Cluster:
         self.core.replace_namespaced_secret(name, self.namespace, secret(name, data))
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, body))
+        return dict(
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, body
+            )
+        )
 
     def get(self, name: str) -> dict[str, Any]:
-        return dict(self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name))
+        return dict(
+            self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        )
 
     def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name, patch))
+        return dict(
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, name, patch
+            )
+        )
 
     def delete(self, name: str) -> None:
         self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
@@ -242,17 +286,24 @@ class Cluster:
                 return dict(item)
         return None
 
-    def wait_condition(self, name: str, kind: str, status: str, reason: str | None = None,
-                       timeout: float = 60.0) -> dict[str, Any]:
+    def wait_condition(
+        self, name: str, kind: str, status: str, reason: str | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             found = self.condition(name, kind)
-            if found and found["status"] == status and (reason is None
-                                                         or found["reason"] == reason):
+            if (
+                found
+                and found["status"] == status
+                and (reason is None or found["reason"] == reason)
+            ):
                 return found
             return None
 
-        return wait_for(probe, timeout, f"{kind}={status} ({reason}) on {name}; "
-                        f"status now: {self.get(name).get('status')}")
+        return wait_for(
+            probe,
+            timeout,
+            f"{kind}={status} ({reason}) on {name}; status now: {self.get(name).get('status')}",
+        )
 
     def cron_job(self, name: str) -> Any:
         return self.batch.read_namespaced_cron_job(name, self.namespace)
@@ -261,8 +312,11 @@ class Cluster:
         return list(self.batch.list_namespaced_job(self.namespace).items)
 
     def events(self, involved: str) -> list[Any]:
-        return [e for e in self.core.list_namespaced_event(self.namespace).items
-                if e.involved_object.name == involved]
+        return [
+            e
+            for e in self.core.list_namespaced_event(self.namespace).items
+            if e.involved_object.name == involved
+        ]
 
     def owned_versions(self) -> dict[str, str]:
         """kind/name -> resourceVersion of everything the operator writes here."""
@@ -270,15 +324,19 @@ class Cluster:
         for kind, items in (
             ("ServiceAccount", self.core.list_namespaced_service_account(self.namespace).items),
             ("ConfigMap", self.core.list_namespaced_config_map(self.namespace).items),
-            ("PersistentVolumeClaim",
-             self.core.list_namespaced_persistent_volume_claim(self.namespace).items),
+            (
+                "PersistentVolumeClaim",
+                self.core.list_namespaced_persistent_volume_claim(self.namespace).items,
+            ),
             ("CronJob", self.batch.list_namespaced_cron_job(self.namespace).items),
             ("Job", self.batch.list_namespaced_job(self.namespace).items),
         ):
             for item in items:
                 versions[f"{kind}/{item.metadata.name}"] = item.metadata.resource_version
         for item in self.custom.list_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL)["items"]:
-            versions[f"DataSyncConnection/{item['metadata']['name']}"] = (
-                item["metadata"]["resourceVersion"])
+            GROUP, VERSION, self.namespace, PLURAL
+        )["items"]:
+            versions[f"DataSyncConnection/{item['metadata']['name']}"] = item["metadata"][
+                "resourceVersion"
+            ]
         return versions

@@ -24,8 +24,12 @@ def _create_ready(cluster: Cluster, apps: Apps, name: str = "crm", **spec: objec
 def test_create_yields_hardened_cronjob_identity_and_ready(
     cluster: Cluster, apps: Apps, operator: OperatorProcess
 ) -> None:
-    body = _create_ready(cluster, apps, schedule="*/15 * * * *",
-                         job={"backoffLimit": 2, "activeDeadlineSeconds": 900})
+    body = _create_ready(
+        cluster,
+        apps,
+        schedule="*/15 * * * *",
+        job={"backoffLimit": 2, "activeDeadlineSeconds": 900},
+    )
     uid = body["metadata"]["uid"]
     status = body["status"]
     assert status["observedGeneration"] == body["metadata"]["generation"]
@@ -89,8 +93,14 @@ def test_create_yields_hardened_cronjob_identity_and_ready(
     assert [ref.uid for ref in claim.metadata.owner_references] == [uid]
     assert cluster.wait_condition("crm", "Synced", "Unknown")["reason"] == "NoRunYet"
 
-    reasons = wait_for(lambda: {e.reason for e in cluster.events("crm")} >= {"Created"}
-                       and {e.reason for e in cluster.events("crm")}, 30, "Created events")
+    reasons = wait_for(
+        lambda: (
+            {e.reason for e in cluster.events("crm")} >= {"Created"}
+            and {e.reason for e in cluster.events("crm")}
+        ),
+        30,
+        "Created events",
+    )
     assert "Created" in reasons
     metrics = operator.metrics()
     assert f'datasync_connection_ready{{name="crm",namespace="{cluster.namespace}"}} 1.0' in metrics
@@ -128,8 +138,11 @@ def test_rejected_credentials_and_rotation(
     assert "hubspot-auth" in rejected["message"]
     assert "pat-na1-not-the-right-one" not in str(cluster.get("crm"))
     cluster.wait_condition("crm", "Ready", "True")  # found, just not accepted
-    wait_for(lambda: any(e.reason == "CredentialsRejected" for e in cluster.events("crm")), 30,
-             "a CredentialsRejected event")
+    wait_for(
+        lambda: any(e.reason == "CredentialsRejected" for e in cluster.events("crm")),
+        30,
+        "a CredentialsRejected event",
+    )
     checks_before = apps.salesforce.requests_served
 
     cluster.replace_secret("hubspot-auth", apps.hubspot_secret())
@@ -150,12 +163,18 @@ def test_spec_change_updates_cronjob_and_resync_writes_nothing(
     first = operator_factory()
     _create_ready(cluster, apps)
     cluster.patch("crm", {"spec": {"schedule": "5 * * * *", "suspend": True}})
-    wait_for(lambda: cluster.cron_job("crm-sync").spec.schedule == "5 * * * *", 30,
-             "the CronJob schedule to change")
+    wait_for(
+        lambda: cluster.cron_job("crm-sync").spec.schedule == "5 * * * *",
+        30,
+        "the CronJob schedule to change",
+    )
     assert cluster.cron_job("crm-sync").spec.suspend is True
     generation = cluster.get("crm")["metadata"]["generation"]
-    wait_for(lambda: cluster.get("crm")["status"].get("observedGeneration") == generation, 30,
-             "observedGeneration to follow")
+    wait_for(
+        lambda: cluster.get("crm")["status"].get("observedGeneration") == generation,
+        30,
+        "observedGeneration to follow",
+    )
     ready = cluster.wait_condition("crm", "Ready", "True")
     assert "suspended" in ready["message"]
     time.sleep(1.5)  # let the last status patch land
@@ -163,8 +182,11 @@ def test_spec_change_updates_cronjob_and_resync_writes_nothing(
 
     first.stop()
     second = operator_factory(log_name="operator-2.log")
-    wait_for(lambda: "resume" in second.log_text() or "Handler" in second.log_text(), 30,
-             "the restarted operator to resume the connection")
+    wait_for(
+        lambda: "resume" in second.log_text() or "Handler" in second.log_text(),
+        30,
+        "the restarted operator to resume the connection",
+    )
     time.sleep(3)
     assert cluster.owned_versions() == before
     assert len(cluster.batch.list_namespaced_cron_job(cluster.namespace).items) == 1
@@ -174,14 +196,13 @@ def test_spec_change_updates_cronjob_and_resync_writes_nothing(
     wait_for(lambda: cluster.cron_job("crm-sync").spec.suspend is False, 30, "unsuspend")
 
 
-def test_sync_now_creates_exactly_one_job(
-    cluster: Cluster, apps: Apps, operator_factory
-) -> None:  # type: ignore[no-untyped-def]
+def test_sync_now_creates_exactly_one_job(cluster: Cluster, apps: Apps, operator_factory) -> None:  # type: ignore[no-untyped-def]
     operator_factory()
     _create_ready(cluster, apps, suspend=True)
     cluster.patch("crm", {"metadata": {"annotations": {"datasync.io/sync-now": "first"}}})
-    wait_for(lambda: cluster.get("crm")["status"].get("syncNowHandled") == "first", 30,
-             "syncNowHandled")
+    wait_for(
+        lambda: cluster.get("crm")["status"].get("syncNowHandled") == "first", 30, "syncNowHandled"
+    )
     jobs = cluster.jobs()
     assert len(jobs) == 1
     (job,) = jobs
@@ -207,8 +228,11 @@ def test_deleting_the_connection_garbage_collects_everything(
 
     def gone() -> bool:
         owned = cluster.owned_versions()
-        leftovers = [key for key in owned if not key.startswith(("ConfigMap/kube-root-ca",
-                                                                 "ServiceAccount/default"))]
+        leftovers = [
+            key
+            for key in owned
+            if not key.startswith(("ConfigMap/kube-root-ca", "ServiceAccount/default"))
+        ]
         return not leftovers
 
     wait_for(gone, 60, "garbage collection of the CronJob, Job, ServiceAccount, PVC, ConfigMap")

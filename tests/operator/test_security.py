@@ -19,32 +19,57 @@ pytestmark = pytest.mark.integration
 CHART = REPO_ROOT / "charts" / "datasync"
 
 
-def _allowed(api: client.ApiClient, user: str, namespace: str, verb: str, resource: str,
-             group: str = "", name: str | None = None) -> bool:
-    attributes: dict[str, Any] = {"namespace": namespace, "verb": verb, "resource": resource,
-                                  "group": group}
+def _allowed(
+    api: client.ApiClient,
+    user: str,
+    namespace: str,
+    verb: str,
+    resource: str,
+    group: str = "",
+    name: str | None = None,
+) -> bool:
+    attributes: dict[str, Any] = {
+        "namespace": namespace,
+        "verb": verb,
+        "resource": resource,
+        "group": group,
+    }
     if name:
         attributes["name"] = name
-    review = client.AuthorizationV1Api(api).create_subject_access_review({
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {
-            "user": user,
-            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}",
-                       "system:authenticated"],
-            "resourceAttributes": attributes,
-        },
-    })
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": [
+                    "system:serviceaccounts",
+                    f"system:serviceaccounts:{namespace}",
+                    "system:authenticated",
+                ],
+                "resourceAttributes": attributes,
+            },
+        }
+    )
     return bool(review.status.allowed)
 
 
 def _allowed_admin(api: client.ApiClient, namespace: str) -> bool:
-    review = client.AuthorizationV1Api(api).create_subject_access_review({
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {"user": "someone", "groups": ["system:masters"], "resourceAttributes": {
-            "namespace": namespace, "verb": "get", "resource": "secrets"}},
-    })
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": "someone",
+                "groups": ["system:masters"],
+                "resourceAttributes": {
+                    "namespace": namespace,
+                    "verb": "get",
+                    "resource": "secrets",
+                },
+            },
+        }
+    )
     return bool(review.status.allowed)
 
 
@@ -70,15 +95,22 @@ def test_sync_pod_identity_reaches_no_secret_and_no_connection(
     assert not [b for b in bindings if any(s.name == "crm-sync" for s in b.subjects or [])]
     pod = cluster.cron_job("crm-sync").spec.job_template.spec.template.spec
     assert pod.automount_service_account_token is False
-    assert not [v for v in pod.volumes if v.projected and any(
-        s.service_account_token for s in v.projected.sources)]
+    assert not [
+        v
+        for v in pod.volumes
+        if v.projected and any(s.service_account_token for s in v.projected.sources)
+    ]
     account = cluster.core.read_namespaced_service_account("crm-sync", ns)
     assert account.automount_service_account_token is False
 
 
 def _helm(helm: Path, *args: str) -> str:
-    result = subprocess.run([str(helm), "template", "datasync", str(CHART), *args],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(helm), "template", "datasync", str(CHART), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -90,22 +122,39 @@ def _rules(documents: list[dict[str, Any]], kind: str) -> list[Any]:
 def test_chart_rbac_is_cluster_wide_or_per_namespace(control_plane: Any) -> None:
     helm = control_plane.binary("helm")
     wide = list(yaml.safe_load_all(_helm(helm, "--show-only", "templates/rbac.yaml")))
-    scoped = list(yaml.safe_load_all(_helm(
-        helm, "--show-only", "templates/rbac.yaml", "--set", "watchNamespaces={a,b}")))
+    scoped = list(
+        yaml.safe_load_all(
+            _helm(helm, "--show-only", "templates/rbac.yaml", "--set", "watchNamespaces={a,b}")
+        )
+    )
     assert [d["kind"] for d in wide if d] == ["ClusterRole", "ClusterRoleBinding"]
-    assert sorted(d["kind"] for d in scoped if d) == ["Role", "Role", "RoleBinding",
-                                                      "RoleBinding"]
+    assert sorted(d["kind"] for d in scoped if d) == ["Role", "Role", "RoleBinding", "RoleBinding"]
     assert {d["metadata"]["namespace"] for d in scoped if d} == {"a", "b"}
     (cluster_rules,) = _rules(wide, "ClusterRole")
     assert all(rules == cluster_rules for rules in _rules(scoped, "Role"))
-    verbs = {(rule["apiGroups"][0], resource): set(rule["verbs"])
-             for rule in cluster_rules for resource in rule["resources"]}
+    verbs = {
+        (rule["apiGroups"][0], resource): set(rule["verbs"])
+        for rule in cluster_rules
+        for resource in rule["resources"]
+    }
     assert verbs[("", "secrets")] == {"get", "list", "watch"}
     assert not any("delete" in v or "*" in v for v in verbs.values())
     assert not any("*" in rule["resources"] for rule in cluster_rules)
     result = subprocess.run(
-        [str(helm), "template", "datasync", str(CHART), "--show-only", "templates/rbac.yaml",
-         "--set", "rbac.create=false"], capture_output=True, text=True, timeout=60)
+        [
+            str(helm),
+            "template",
+            "datasync",
+            str(CHART),
+            "--show-only",
+            "templates/rbac.yaml",
+            "--set",
+            "rbac.create=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "Role" not in result.stdout
 
 
@@ -115,15 +164,24 @@ def test_operator_works_with_exactly_the_chart_rbac(
 ) -> None:
     ns = cluster.namespace
     helm = control_plane.binary("helm")
-    rendered = _helm(helm, "--namespace", ns, "--set", f"watchNamespaces={{{ns}}}",
-                     "--show-only", "templates/rbac.yaml",
-                     "--show-only", "templates/serviceaccount.yaml")
+    rendered = _helm(
+        helm,
+        "--namespace",
+        ns,
+        "--set",
+        f"watchNamespaces={{{ns}}}",
+        "--show-only",
+        "templates/rbac.yaml",
+        "--show-only",
+        "templates/serviceaccount.yaml",
+    )
     documents = [d for d in yaml.safe_load_all(rendered) if d]
     assert {d["kind"] for d in documents} == {"ServiceAccount", "Role", "RoleBinding"}
     control_plane.kubectl("apply", "-f", "-", input=rendered)
     account = next(d for d in documents if d["kind"] == "ServiceAccount")["metadata"]["name"]
     token = cluster.core.create_namespaced_service_account_token(
-        account, ns, {"spec": {"expirationSeconds": 3600}}).status.token
+        account, ns, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
     kubeconfig = control_plane.kubeconfig_for_token(token)
     operator = operator_factory(kubeconfig=kubeconfig)
 
@@ -134,16 +192,22 @@ def test_operator_works_with_exactly_the_chart_rbac(
     cluster.wait_condition("crm", "Ready", "True")
     cluster.wait_condition("crm", "CredentialsValid", "True")
     cluster.patch("crm", {"spec": {"schedule": "0 3 * * *"}})
-    wait_for(lambda: cluster.cron_job("crm-sync").spec.schedule == "0 3 * * *", 30,
-             "the CronJob update")
+    wait_for(
+        lambda: cluster.cron_job("crm-sync").spec.schedule == "0 3 * * *", 30, "the CronJob update"
+    )
     cluster.patch("crm", {"metadata": {"annotations": {"datasync.io/sync-now": "rbac"}}})
-    wait_for(lambda: cluster.get("crm")["status"].get("syncNowHandled") == "rbac", 30,
-             "sync-now")
+    wait_for(lambda: cluster.get("crm")["status"].get("syncNowHandled") == "rbac", 30, "sync-now")
     assert len(cluster.jobs()) == 1
     # Whatever the run's outcome, the operator can read its pods and record it.
-    wait_for(lambda: (cluster.get("crm")["status"].get("lastSync") or {}).get("job"), 90,
-             "the run to be recorded")
-    wait_for(lambda: {"Created", "Updated"} <= {e.reason for e in cluster.events("crm")}, 30,
-             "Created and Updated events")
+    wait_for(
+        lambda: (cluster.get("crm")["status"].get("lastSync") or {}).get("job"),
+        90,
+        "the run to be recorded",
+    )
+    wait_for(
+        lambda: {"Created", "Updated"} <= {e.reason for e in cluster.events("crm")},
+        30,
+        "Created and Updated events",
+    )
     log = operator.log_text()
     assert "403" not in log and "Forbidden" not in log and "forbidden" not in log, log
