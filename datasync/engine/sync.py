@@ -11,6 +11,7 @@ a transient reason. Failing records are read again by id and retried on every ru
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ from datasync.engine.values import (
     normalize_identity,
 )
 from datasync.state.base import Pair, StateStore
+
+log = logging.getLogger(__name__)
 
 # Re-read this much before a watermark: app clocks and search indexes lag a little.
 OVERLAP = timedelta(minutes=2)
@@ -160,6 +163,13 @@ async def run_sync(
         error = scrub(f"{exc} (the app is unavailable; the next run will try again)")
     except ConnectorError as exc:
         error = scrub(str(exc)) or type(exc).__name__
+    except Exception as exc:
+        # A bug (ours or a connector's): fail the run, keep values out of the message.
+        log.debug("unexpected error during the sync", exc_info=True)
+        error = (
+            f"unexpected {type(exc).__name__} during the sync (a bug, please report it); "
+            "what was committed before it is kept"
+        )
     finally:
         run.progress.finished()
     report = run.report
