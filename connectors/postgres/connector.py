@@ -37,8 +37,9 @@ from datasync.connector import (
     WriteResult,
 )
 
-from . import errors, schema
-from .schema import Column, TableInfo
+from . import catalog, errors, schema, statements
+from .catalog import Params, Query
+from .schema import TableInfo
 from .settings import (
     SSL_ROOT_CERT_KEY,
     PostgresSettings,
@@ -62,7 +63,6 @@ CONTACT_FIELDS: dict[str, str] = {
     "lifecycleStage": "lifecycle_stage",
     "emailOptOut": "email_opt_out",
 }
-BOOLEAN_STANDARD_FIELDS = ("emailOptOut",)
 
 
 @dataclass
@@ -106,7 +106,7 @@ class PostgresConnector(Connector):
     # 1000 rows keep one statement's JSON parameter at a few hundred kB and its locks short,
     # while still amortizing the round trip; PostgreSQL itself has no row limit per statement.
     max_batch_size = 1000
-    page_size: ClassVar[int] = 1000
+    page_size: int = 1000  # rows per read_changed / list page
 
     def __init__(
         self,
@@ -121,7 +121,6 @@ class PostgresConnector(Connector):
                 field="auth.type",
             )
         self.options = parse_settings(settings)
-        self._table_schema, self._table_name = split_table_name(self.options.table)
         self._list_table: tuple[str | None, str] | None = (
             split_table_name(self.options.listTable) if self.options.listTable else None
         )
@@ -215,8 +214,8 @@ class PostgresConnector(Connector):
     async def _execute(
         self,
         connection: psycopg.AsyncConnection[TupleRow],
-        query: sql.SQL | sql.Composed,
-        params: Mapping[str, Any] | Sequence[Any] | None = None,
+        query: Query,
+        params: Params = None,
     ) -> list[TupleRow]:
         self._calls += 1
         cursor = await connection.execute(query, params)
@@ -236,140 +235,15 @@ class PostgresConnector(Connector):
 
     async def _table_info(self, connection: psycopg.AsyncConnection[TupleRow]) -> TableInfo:
         if self._table is None:
+
+            async def execute(query: Query, params: Params = None) -> list[TupleRow]:
+                return await self._execute(connection, query, params)
+
             async with connection.transaction():
-                resolved = await self._resolve(connection, self._table_schema, self._table_name)
-                if resolved is None and self.options.createTable:
-                    resolved = await self._create_table(connection)
-                if resolved is None:
-                    raise ConfigurationError(
-                        f"table {self._display_table!r} does not exist (or the user cannot see "
-                        'it); create it, fix setting `table`, or set `createTable: "true"`',
-                        field="table",
-                    )
-                self._table = await self._load(connection, *resolved)
-        return self._table
-
-    async def _resolve(
-        self, connection: psycopg.AsyncConnection[TupleRow], schema_name: str | None, table: str
-    ) -> tuple[str, str] | None:
-        name = schema.UNQUALIFIED_NAME if schema_name is None else schema.QUALIFIED_NAME
-        rows = await self._execute(
-            connection,
-            schema.RESOLVE_TABLE.format(name=name),
-            {"schema": schema_name, "table": table},
-        )
-        return (str(rows[0][0]), str(rows[0][1])) if rows else None
-
-    async def _create_table(
-        self, connection: psycopg.AsyncConnection[TupleRow]
-    ) -> tuple[str, str] | None:
-        rows = await self._execute(
-            connection, sql.SQL("SELECT coalesce(%s, current_schema())"), [self._table_schema]
-        )
-        if rows[0][0] is None:
-            raise ConfigurationError(
-                "cannot create the table: the search_path has no existing schema; write "
-                "setting `table` as `schema.table`",
-                field="table",
-            )
-        schema_name = str(rows[0][0])
-        # Two runs creating the same table at once: the second waits, then finds it.
-        await self._execute(
-            connection,
-            sql.SQL("SELECT pg_advisory_xact_lock(hashtext(%s))"),
-            [f"datasync:{schema_name}.{self._table_name}"],
-        )
-        if await self._resolve(connection, schema_name, self._table_name) is None:
-            text_columns = [
-                column
-                for key, column in CONTACT_FIELDS.items()
-                if key not in BOOLEAN_STANDARD_FIELDS
-            ]
-            booleans = [CONTACT_FIELDS[key] for key in BOOLEAN_STANDARD_FIELDS]
-            for statement in schema.create_table_statements(
-                sql.Identifier(schema_name, self._table_name),
-                schema_name,
-                self.options.idColumn,
-                self.options.identityColumn,
-                self.options.updatedAtColumn,
-                text_columns,
-                booleans,
-            ):
-                await self._execute(connection, statement)
-        if self._list_table is not None:
-            list_schema, list_name = self._list_table
-            await self._execute(
-                connection,
-                schema.create_list_table_statement(
-                    sql.Identifier(list_schema or schema_name, list_name)
-                ),
-            )
-        return await self._resolve(connection, schema_name, self._table_name)
-
-    async def _load(
-        self, connection: psycopg.AsyncConnection[TupleRow], schema_name: str, table: str
-    ) -> TableInfo:
-        names = {"schema": schema_name, "table": table}
-        columns: dict[str, Column] = {}
-        for name, data_type, nullable, has_default, max_length, generated in await self._execute(
-            connection, schema.COLUMNS, names
-        ):
-            columns[name] = Column(
-                name=name,
-                data_type=data_type,
-                nullable=bool(nullable),
-                has_default=bool(has_default),
-                max_length=max_length,
-                generated=bool(generated),
-            )
-        constraint_columns: dict[str, str] = {}
-        for conname, contype, column_name, definition in await self._execute(
-            connection, schema.CONSTRAINTS, names
-        ):
-            constraint_columns[conname] = column_name
-            column = columns.get(column_name)
-            if contype == "c" and column is not None and column.options is None:
-                options = schema.options_from_check(definition)
-                if options is not None:
-                    columns[column_name] = Column(**{**column.__dict__, "options": options})
-        settings = {
-            "idColumn": self.options.idColumn,
-            "updatedAtColumn": self.options.updatedAtColumn,
-            "identityColumn": self.options.identityColumn,
-        }
-        for setting, column_name in settings.items():
-            if column_name not in columns:
-                raise ConfigurationError(
-                    f"table {self._display_table!r} has no column {column_name!r} "
-                    f"(setting `{setting}`); set `{setting}` to an existing column",
-                    field=setting,
+                self._table = await catalog.load_table(
+                    execute, self.options, self._list_table, CONTACT_FIELDS
                 )
-        if columns[self.options.updatedAtColumn].data_type not in schema.TIMESTAMP_TYPES:
-            raise ConfigurationError(
-                f"column {self.options.updatedAtColumn!r} (setting `updatedAtColumn`) must be "
-                "a timestamp or timestamptz column",
-                field="updatedAtColumn",
-            )
-        unique = await self._execute(
-            connection,
-            schema.IDENTITY_UNIQUE,
-            {**names, "column": self.options.identityColumn},
-        )
-        if not unique[0][0]:
-            raise ConfigurationError(
-                f"column {self.options.identityColumn!r} (setting `identityColumn`) needs a "
-                "UNIQUE constraint so creates can be upserts: ALTER TABLE ... ADD UNIQUE (...)",
-                field="identityColumn",
-            )
-        return TableInfo(
-            schema=schema_name,
-            name=table,
-            columns=columns,
-            id_column=self.options.idColumn,
-            updated_at_column=self.options.updatedAtColumn,
-            identity_column=self.options.identityColumn,
-            constraint_columns=constraint_columns,
-        )
+        return self._table
 
     def _select_list(self, table: TableInfo, fields: Sequence[str]) -> list[str]:
         wanted = list(fields) if fields else list(table.columns)
@@ -744,7 +618,9 @@ class PostgresConnector(Connector):
         keys = [row.key for row in rows]
         if None in keys or len(set(keys)) != len(keys):
             raise _BatchMismatch  # rows cannot be told apart in RETURNING: go row by row
-        statement = _insert(table, columns) if creating else _update(table, columns)
+        statement = (
+            statements.upsert(table, columns) if creating else statements.update(table, columns)
+        )
         payload = dumps([row.values for row in rows])
         returned = await self._execute(connection, statement, [payload])
         by_key = {str(key): str(record_id) for record_id, key in returned}
@@ -767,7 +643,9 @@ class PostgresConnector(Connector):
         row: _Row,
         creating: bool,
     ) -> str | RecordError:
-        statement = _insert(table, columns) if creating else _update(table, columns)
+        statement = (
+            statements.upsert(table, columns) if creating else statements.update(table, columns)
+        )
         try:
             async with connection.transaction():  # a savepoint
                 returned = await self._execute(connection, statement, [dumps([row.values])])
@@ -800,63 +678,6 @@ def _guess_field(table: TableInfo, values: Mapping[str, Any]) -> str | None:
         if name in table.columns and not table.columns[name].is_text and name != table.id_column
     ]
     return candidates[0] if len(candidates) == 1 else None
-
-
-def _rows_of(table: TableInfo) -> sql.Composed:
-    return sql.SQL("jsonb_populate_recordset(NULL::{table}, %s::jsonb)").format(table=table.ident)
-
-
-def _insert(table: TableInfo, columns: tuple[str, ...]) -> sql.Composed:
-    names = [sql.Identifier(name) for name in columns]
-    identity = sql.Identifier(table.identity_column)
-    updates = [
-        sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(name))
-        for name in columns
-        if name != table.identity_column
-    ]
-    # Always something to update, so RETURNING also yields rows that already existed.
-    updates.append(sql.SQL("{c} = EXCLUDED.{c}").format(c=identity))
-    targets = list(names)
-    sources: list[sql.Composable] = list(names)
-    if not table.columns[table.updated_at_column].generated:
-        touched = sql.Identifier(table.updated_at_column)
-        targets.append(touched)
-        sources.append(sql.SQL("clock_timestamp()"))
-        updates.append(sql.SQL("{u} = clock_timestamp()").format(u=touched))
-    return sql.SQL(
-        "INSERT INTO {table} ({targets}) SELECT {sources} FROM {rows} AS v "
-        "ON CONFLICT ({identity}) DO UPDATE SET {updates} RETURNING {id}, {identity}"
-    ).format(
-        table=table.ident,
-        targets=sql.SQL(", ").join(targets),
-        sources=sql.SQL(", ").join(sources),
-        rows=_rows_of(table),
-        identity=identity,
-        updates=sql.SQL(", ").join(updates),
-        id=sql.Identifier(table.id_column),
-    )
-
-
-def _update(table: TableInfo, columns: tuple[str, ...]) -> sql.Composed:
-    id_column = sql.Identifier(table.id_column)
-    assignments = [
-        sql.SQL("{c} = v.{c}").format(c=sql.Identifier(name))
-        for name in columns
-        if name != table.id_column
-    ]
-    if not table.columns[table.updated_at_column].generated:
-        assignments.append(
-            sql.SQL("{u} = clock_timestamp()").format(u=sql.Identifier(table.updated_at_column))
-        )
-    return sql.SQL(
-        "UPDATE {table} AS t SET {assignments} FROM {rows} AS v "
-        "WHERE t.{id} = v.{id} RETURNING t.{id}, t.{id}"
-    ).format(
-        table=table.ident,
-        assignments=sql.SQL(", ").join(assignments),
-        rows=_rows_of(table),
-        id=id_column,
-    )
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
