@@ -137,6 +137,15 @@ def connect_error(exc: psycopg.Error, secrets: list[str]) -> ConnectorError:
             "(or the database in `dsn`)",
             field="database",
         )
+    busy = (
+        "too many clients",
+        "too many connections",
+        "starting up",
+        "shutting down",
+        "in recovery mode",
+    )
+    if any(phrase in lower for phrase in busy):
+        return RetriableError(f"PostgreSQL is not accepting connections now ({reason})")
     if "ssl" in lower or "certificate" in lower:
         return AppUnreachableError(
             f"TLS to PostgreSQL failed ({reason}); check Secret keys `sslmode` and `sslrootcert`"

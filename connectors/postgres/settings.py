@@ -46,9 +46,15 @@ class PostgresSettings(BaseModel):
     identityColumn: str = Field(
         default="email", description="UNIQUE column that matches records (upsert key)."
     )
-    createTable: bool = Field(default=False, description="Create the table when missing.")
+    createTable: bool = Field(
+        default=False,
+        description='"true": create the table (standard columns, unique identity, updated_at '
+        "trigger) and the listTable when missing.",
+    )
     listTable: str | None = Field(
-        default=None, description="Table of list memberships: (list_name, record_id)."
+        default=None,
+        description="Table of inclusion-list memberships with columns (list_name text, "
+        "record_id text); inclusionList.list names a list_name.",
     )
 
     @field_validator("table", "listTable")

@@ -966,3 +966,16 @@ async def test_a_server_that_never_answers_times_out_naming_host_and_port(
     message = str(caught.value)
     assert "`host`" in message and "`port`" in message
     assert "hunter2hunter2" not in message and "someone" not in message
+
+
+async def test_a_full_server_is_a_retriable_condition(harness: PostgresHarness) -> None:
+    from datasync.connector import RetriableError
+
+    async with await psycopg.AsyncConnection.connect(harness.dsn, autocommit=True) as conn:
+        await conn.execute("CREATE ROLE limited LOGIN PASSWORD 'limited-pw' CONNECTION LIMIT 0")
+        await conn.execute("GRANT ALL ON contacts TO limited")
+    parts = {**harness.credentials_parts(), "username": "limited", "password": "limited-pw"}
+    async with PostgresConnector(harness.settings, parts, AuthType.APP_PARAMETERS) as connector:
+        with pytest.raises(RetriableError) as caught:
+            await connector.check()
+    assert "limited-pw" not in str(caught.value)
