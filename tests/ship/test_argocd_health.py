@@ -204,3 +204,9 @@ def test_health_invariants(
     if status == "Healthy":
         assert ready == "True" and result in {"Succeeded", "PartiallySucceeded"}
         assert not suspend and credentials != "False" and lag == 0
+
+
+def test_chart_readme_ships_the_same_script() -> None:
+    readme = (REPO / "charts" / "datasync" / "README.md").read_text()
+    block = readme.split("```lua\n", 1)[1].split("```", 1)[0]
+    assert block == HEALTH_LUA.read_text(), "paste deploy/argocd/health.lua into the README"
