@@ -230,6 +230,9 @@ class _Run:
         for side in SIDES:
             if self.leaves(side):
                 await self.sync_side(side)
+            else:
+                # Nothing leaves this side (OneWay), but writes into it may be failing.
+                await self.retry_failing(side)
 
     def leaves(self, side: Side) -> bool:
         """Whether records of `side` write anything to the other side."""

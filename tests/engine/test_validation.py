@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from datasync.api.models import SyncResult
 from tests.engine.world import World
 
@@ -159,3 +161,23 @@ async def test_unknown_mapped_field_fails_the_run_with_a_clear_message() -> None
     assert summary.error is not None
     assert "'nosuch'" in summary.error and "spec.mappings.fields[0].source" in summary.error
     assert world.writes() == 0
+
+
+async def test_one_way_failing_destination_writes_are_retried_without_edits() -> None:
+    world = World(direction="OneWay")
+    a_id = world.a.add(email="o@example.com", firstname="O", lastname="W")
+    await world.sync()
+    world.a.edit(a_id, company="A company name far longer than twenty")
+    first = await world.sync()
+    assert first.failures.byReason == {"ValueTooLong": 1}
+
+    second = await world.sync()  # no edit anywhere: the failing record is retried
+    assert second.failures.byReason == {"ValueTooLong": 1}
+    (b_id,) = world.b.find("o@example.com")
+    (health,) = world.store.health_for(World.b_side(), [b_id]).values()
+    assert health.attempts == 2
+
+    world.b.schema["Company"] = dataclasses.replace(world.b.schema["Company"], max_length=100)
+    third = await world.sync()
+    assert third.result == SyncResult.SUCCEEDED and third.health.failing == {}
+    assert world.b.get(b_id)["Company"] == "A company name far longer than twenty"
