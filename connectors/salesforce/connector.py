@@ -36,7 +36,7 @@ from datasync.connector import (
     SecretKey,
     WriteResult,
 )
-from datasync.http import ApiClient, HostPolicy
+from datasync.http import ApiClient, HostPolicy, retry_after_seconds
 
 from . import soql
 from .auth import TOKEN_PATH, TokenManager
@@ -338,7 +338,10 @@ class SalesforceConnector(Connector):
                     reason="RateLimited",
                 )
             # Concurrent long-running request limit: back off and try again.
-            await asyncio.sleep(self.http.retry.backoff(attempt + 1))
+            wait = retry_after_seconds(response)
+            if wait is None or wait > self.http.retry.max_rate_limit_wait:
+                wait = self.http.retry.backoff(attempt + 1)
+            await asyncio.sleep(wait)
         raise AssertionError("unreachable")
 
     def _note_usage(self, response: httpx.Response) -> None:

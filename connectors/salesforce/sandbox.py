@@ -394,9 +394,14 @@ class SalesforceSandbox(SandboxApp):
             while self._recent and now - self._recent[0] >= self.rate_limit.per_seconds:
                 self._recent.popleft()
             if len(self._recent) >= self.rate_limit.requests:
-                return error_response(
+                refusal = error_response(
                     403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."
                 )
+                # Not a Salesforce header: tells clients of the sandbox when to try again.
+                oldest = self._recent[0] if self._recent else now
+                wait = self.rate_limit.per_seconds - (now - oldest)
+                refusal.headers["Retry-After"] = f"{max(wait, 0.01):.2f}"
+                return refusal
             self._recent.append(now)
         self.api_requests_used += 1
         return None

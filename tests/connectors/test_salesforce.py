@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import uuid
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 from datasync_connectors.salesforce import SalesforceConnector
 from datasync_connectors.salesforce.sandbox import SalesforceSandbox
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from datasync.api.models import AuthType
 from datasync.connector import (
@@ -336,6 +339,29 @@ async def test_lookup_escapes_hostile_values(sandbox: SalesforceSandbox) -> None
         assert caught.value.field == "Email) OR (Id"
 
 
+TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(TEXT.filter(str.strip), min_size=1, max_size=6, unique_by=str.casefold))
+def test_lookup_matches_exactly_any_text(values: list[str]) -> None:
+    async def scenario() -> None:
+        sandbox = SalesforceSandbox()
+        await sandbox.start()
+        try:
+            ids = {sandbox.insert({"LastName": "H", "Source__c": value}): value for value in values}
+            async with _oauth(sandbox) as connector:
+                for value in values:
+                    found = await connector.lookup("contacts", "Source__c", [value], ["Source__c"])
+                    assert [ids[record.id] for record in found] == [value]
+                everything = await connector.lookup("contacts", "Source__c", values, ["Source__c"])
+                assert {record.id for record in everything} == set(ids)
+        finally:
+            await sandbox.stop()
+
+    asyncio.run(scenario())
+
+
 async def test_lookup_and_read_chunk_long_value_lists(sandbox: SalesforceSandbox) -> None:
     emails = [f"a.rather.long.address.number{i:04d}@subdomain.example.com" for i in range(450)]
     ids = [sandbox.insert({"LastName": "L", "Email": email}) for email in emails]
@@ -524,6 +550,14 @@ async def test_concurrency_limit_is_retried_then_rate_limited(sandbox: Salesforc
         assert sandbox.requests_served - served == 4  # first try and three backed-off retries
         sandbox.rate_limit = None
         assert await _read_all(connector) is not None
+
+
+async def test_sandbox_rate_limit_is_waited_out(sandbox: SalesforceSandbox) -> None:
+    async with _oauth(sandbox) as connector:
+        await connector.check()
+        sandbox.rate_limit = RateLimit(requests=2, per_seconds=0.2)
+        for _ in range(3):  # five query calls against two per 0.2 s
+            assert await connector.lookup("contacts", "Email", ["a@example.com"], ["Email"]) == []
 
 
 async def test_campaigns_are_lists(sandbox: SalesforceSandbox) -> None:
