@@ -137,10 +137,11 @@ def sync_arguments(spec: DataSyncConnectionSpec) -> list[str]:
         "--output",
         "json",
     ]
-    if spec.state.type == StateStoreType.SQLITE:
-        arguments += ["--state", f"sqlite:///{STATE_DIR}/state.sqlite3"]
-    else:
+    if spec.state.type == StateStoreType.POSTGRESQL:
         arguments += ["--state-dsn-file", f"{SECRETS_DIR}/state/dsn"]
+    # SQLite: `datasync sync` keeps its default store under $XDG_STATE_HOME, which the pod
+    # points at the claim (see pod_template). A plain path survives volume remapping
+    # (as in the test pod runner) where a sqlite:/// URL would not.
     return arguments
 
 
@@ -197,6 +198,8 @@ def pod_template(
         },
         {"name": "HOME", "value": "/tmp"},  # noqa: S108
     ]
+    if spec.state.type == StateStoreType.SQLITE:
+        env.append({"name": "XDG_STATE_HOME", "value": STATE_DIR})
     container = {
         "name": "sync",
         "image": config.sync_image,
