@@ -1,0 +1,1 @@
+"""`datasync demo`: a real sync between the HubSpot and Salesforce sandbox apps."""
