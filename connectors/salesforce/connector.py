@@ -384,6 +384,12 @@ class SalesforceConnector(Connector):
                 "sobject and apiVersion settings",
                 field="apiVersion" if code == "NOT_FOUND" else "sobject",
             )
+        if code == "INVALID_QUERY_LOCATOR":
+            raise RetriableError(
+                "Salesforce's query locator expired before all pages were read (they live "
+                "about 15 minutes); the next run resumes from the stored watermark",
+                reason="AppUnavailable",
+            )
         if code in ("API_DISABLED_FOR_ORG", "API_CURRENTLY_DISABLED", "INSUFFICIENT_ACCESS"):
             raise FatalError(
                 f"Salesforce refused API access ({code}): the user needs the API Enabled "

@@ -143,6 +143,7 @@ class SalesforceSandbox(SandboxApp):
     session_timeout: float = 7200.0  # seconds an access token lives (Session Settings)
     daily_api_limit: int = 5_000_000  # generous; real orgs start at 100,000 a day
     query_batch_size: int = 2000
+    cursor_timeout: float = 900.0  # seconds a query locator lives without being used
     duplicate_rule: bool = False  # like Salesforce: duplicate Emails are allowed by default
     status_required: bool = False  # make Status__c a required custom field
     client_credentials_enabled: bool = True  # a run-as user is set on the app
@@ -576,6 +577,9 @@ class SalesforceSandbox(SandboxApp):
         version = self._check(request)
         locator, _, offset_text = request.match_info["locator"].rpartition("-")
         cursor = self._cursors.get(locator)
+        if cursor is not None and time.monotonic() - cursor.touched >= self.cursor_timeout:
+            del self._cursors[locator]
+            cursor = None
         if cursor is None or not offset_text.isdigit():
             raise _RequestError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         cursor.touched = time.monotonic()

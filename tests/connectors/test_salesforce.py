@@ -312,6 +312,19 @@ async def test_records_changed_while_paging_are_not_missed(sandbox: SalesforceSa
         assert "new while paging" in again.values()
 
 
+async def test_expired_query_locator_is_retriable(sandbox: SalesforceSandbox) -> None:
+    sandbox.query_batch_size = 200
+    sandbox.load({"LastName": f"L{i}"} for i in range(250))
+    sandbox.cursor_timeout = 0.0
+    async with _oauth(sandbox) as connector:
+        pages = connector.read_changed("contacts", None, ["LastName"])
+        first = await anext(pages)
+        assert len(first.records) == 200
+        with pytest.raises(RetriableError) as caught:
+            await anext(pages)
+    assert caught.value.reason == "AppUnavailable" and "watermark" in str(caught.value)
+
+
 HOSTILE = [
     "O'Brien",
     "back\\slash",
@@ -590,6 +603,11 @@ async def test_leads(sandbox: SalesforceSandbox) -> None:
         assert [record.fields["Company"] for record in records] == ["Acme"]
         assert (await connector.describe("contacts")).fields["Company"].required
         assert connector.field_map["company"] == "Company"
+        lead_id = str(results[0].record_id)
+        sandbox.add_to_campaign("Lead Nurture", lead_id)
+        assert await connector.list_members("Lead Nurture", [lead_id]) == {lead_id}
+        pages = [page async for page in connector.iter_list_members("Lead Nurture")]
+        assert pages == [[lead_id]]
     assert sandbox.records("Lead")[0]["Status"] == "Open - Not Contacted"
 
 
