@@ -50,6 +50,7 @@ from .settings import (
 from .values import check_value, dumps, to_json_value
 
 OBJECT_TYPE = "contacts"
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 CONTACT_FIELDS: dict[str, str] = {
     "email": "email",
@@ -260,7 +261,9 @@ class PostgresConnector(Connector):
     def _record(self, table: TableInfo, columns: list[str], row: TupleRow) -> Record:
         values = dict(zip(columns, row, strict=True))
         modified = values[table.updated_at_column]
-        if isinstance(modified, datetime) and modified.tzinfo is None:
+        if not isinstance(modified, datetime):
+            modified = NEVER  # a NULL updated_at (only read by id or lookup)
+        elif modified.tzinfo is None:
             modified = modified.replace(tzinfo=UTC)
         return Record(
             id=str(values[table.id_column]),
@@ -331,10 +334,11 @@ class PostgresConnector(Connector):
         updated_at = sql.Identifier(table.updated_at_column)
         id_column = sql.Identifier(table.id_column)
         order = sql.SQL(" ORDER BY {u}, {i} LIMIT %(limit)s").format(u=updated_at, i=id_column)
+        # Rows without an updated_at cannot be placed in the keyset order: never read here.
         first_filter = (
             sql.SQL(" WHERE {u} >= %(since)s").format(u=updated_at)
             if since is not None
-            else sql.SQL("")
+            else sql.SQL(" WHERE {u} IS NOT NULL").format(u=updated_at)
         )
         # Keyset: everything after the last (updated_at, id) seen. A row changed while we
         # page gets a later updated_at, so it shows up again further on: nothing is missed.

@@ -979,3 +979,24 @@ async def test_a_full_server_is_a_retriable_condition(harness: PostgresHarness) 
         with pytest.raises(RetriableError) as caught:
             await connector.check()
     assert "limited-pw" not in str(caught.value)
+
+
+async def test_rows_without_updated_at_do_not_break_the_keyset(postgres_dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE TABLE loose (id int PRIMARY KEY, email text UNIQUE, updated_at timestamp)"
+        )
+        await conn.execute(
+            "INSERT INTO loose VALUES (1, 'a@x.io', NULL), (2, 'b@x.io', '2024-01-01'), "
+            "(3, 'c@x.io', NULL), (4, 'd@x.io', '2024-01-02')"
+        )
+    async with PostgresConnector(
+        {"table": "loose"}, {"dsn": postgres_dsn}, AuthType.APP_PARAMETERS
+    ) as connector:
+        connector.page_size = 1
+        pages = await collect(connector.read_changed("contacts", None, ["email"]))
+        assert [r.id for p in pages for r in p.records] == ["2", "4"]
+        # A naive `timestamp` column is read as UTC.
+        assert pages[0].watermark == datetime(2024, 1, 1, tzinfo=UTC)
+        [loose] = await connector.read("contacts", ["1"], ["email"])
+        assert loose.modified_at.tzinfo is not None
