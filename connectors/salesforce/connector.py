@@ -77,6 +77,31 @@ STANDARD_FIELDS_BY_SOBJECT: Mapping[str, Mapping[str, str]] = {
 }
 MEMBER_FIELD = {"Contact": "ContactId", "Lead": "LeadId"}
 
+
+class _StandardFields(Mapping[str, Mapping[str, str]]):
+    """`standard_fields` that follows the `sobject` setting.
+
+    Read on the class it is Contact's mapping; read on a connector it is the mapping of the
+    connector's sObject, so default mappings use Lead's City/Country/Company for Leads.
+    """
+
+    def __init__(self, sobject: str = "Contact") -> None:
+        self._fields = {"contacts": STANDARD_FIELDS_BY_SOBJECT[sobject]}
+
+    def __getitem__(self, key: str) -> Mapping[str, str]:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __get__(self, instance: object, owner: type | None = None) -> _StandardFields:
+        sobject = getattr(getattr(instance, "config", None), "sobject", "Contact")
+        return self if sobject == "Contact" else _StandardFields(sobject)
+
+
 MAX_BATCH = 200  # sObject Collections: up to 200 records per call
 # A URI plus headers may be 16,384 bytes; keep query URLs to half that so headers fit.
 MAX_QUERY_URL = 8_000
@@ -207,7 +232,7 @@ class SalesforceConnector(Connector):
         ),
     )
     settings_model: ClassVar[type[BaseModel]] = SalesforceSettings
-    standard_fields: ClassVar[Mapping[str, Mapping[str, str]]] = {"contacts": CONTACT_FIELDS}
+    standard_fields: ClassVar[Mapping[str, Mapping[str, str]]] = _StandardFields()
     max_batch_size: ClassVar[int] = MAX_BATCH
     default_allowed_hosts: ClassVar[tuple[str, ...]] = (
         "login.salesforce.com",

@@ -603,6 +603,8 @@ async def test_leads(sandbox: SalesforceSandbox) -> None:
         assert [record.fields["Company"] for record in records] == ["Acme"]
         assert (await connector.describe("contacts")).fields["Company"].required
         assert connector.field_map["company"] == "Company"
+        assert connector.standard_fields["contacts"]["city"] == "City"
+        assert SalesforceConnector.standard_fields["contacts"]["city"] == "MailingCity"
         lead_id = str(results[0].record_id)
         sandbox.add_to_campaign("Lead Nurture", lead_id)
         assert await connector.list_members("Lead Nurture", [lead_id]) == {lead_id}
