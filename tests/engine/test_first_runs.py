@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from datasync.api.models import SyncResult
+import json
+
+from datasync.api.models import SyncResult, SyncSummary
+from datasync.engine import run_sync
 from tests.engine.world import World
 
 
@@ -34,3 +37,48 @@ async def test_records_match_by_trimmed_case_insensitive_email() -> None:
     assert len(world.b.records) == 1 and len(world.a.records) == 1
     assert summary.records.toDestination.created == 0
     assert summary.health.inSync == 1
+
+
+class RecordingProgress:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, ...]] = []
+
+    def started(self, side: str, phase: str) -> None:
+        self.events.append(("started", str(side), phase))
+
+    def advance(self, count: int = 1) -> None:
+        self.events.append(("advance", str(count)))
+
+    def finished(self) -> None:
+        self.events.append(("finished",))
+
+
+async def test_progress_reports_reading_and_writing_per_side() -> None:
+    world = World(max_batch_size=2, page_size=3)
+    for i in range(5):
+        world.a.add(email=f"p{i}@example.com", lastname="L")
+    progress = RecordingProgress()
+
+    await run_sync(
+        world.spec, world.a.connector(), world.b.connector(), world.store, progress=progress
+    )
+
+    assert ("started", "source", "reading") in progress.events
+    assert ("started", "destination", "writing") in progress.events
+    assert progress.events[-1] == ("finished",)
+    advanced = sum(int(e[1]) for e in progress.events if e[0] == "advance")
+    assert advanced == 10  # 5 records read, 5 created
+
+
+async def test_summary_json_is_the_contract() -> None:
+    world = World()
+    world.a.add(email="ann@example.com", lastname="Lee")
+    summary = await world.sync()
+    data = json.loads(summary.model_dump_json(exclude_none=True))
+    assert data["result"] == "Succeeded" and "error" not in data
+    assert data["apiCalls"] == {
+        "source": summary.apiCalls["source"],
+        "destination": summary.apiCalls["destination"],
+    }
+    assert data["health"] == {"inSync": 1, "excluded": {}, "failing": {}}
+    assert SyncSummary.model_validate(data) == summary

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datasync.engine.values import canonical
-from tests.engine.memory import Killed
+from tests.engine.memory import Clock, Killed
 from tests.engine.world import World
 
 EMAILS = [f"person{i}@example.com" for i in range(5)]
@@ -50,6 +51,8 @@ options = st.fixed_dictionaries(
         "field_timestamps": st.booleans(),
         "max_batch_size": st.integers(1, 4),
         "page_size": st.integers(1, 5),
+        # 0: every change happens at the same instant, so MostRecent always ties
+        "clock_step": st.sampled_from([0, 60]),
     }
 )
 
@@ -99,7 +102,7 @@ def _check_agreement(world: World) -> None:
     assert world.a.blank_erasures == world.b.blank_erasures == 0
 
 
-async def _run(world: World, operation: tuple[Any, ...], crash: bool) -> None:
+async def _run(world: World, operation: tuple[Any, ...], crash: bool, two_way: bool = True) -> None:
     kill_at, before_apply = operation[1], operation[2]
     if crash and kill_at is not None:
         world.kill.at, world.kill.before_apply = world.kill.calls + kill_at, before_apply
@@ -107,7 +110,8 @@ async def _run(world: World, operation: tuple[Any, ...], crash: bool) -> None:
             await world.sync()
         world.kill.at = None
     await world.sync()
-    _check_agreement(world)
+    if two_way:
+        _check_agreement(world)
     writes = world.writes()
     quiet = await world.sync()
     assert world.writes() == writes, "a run with no edits wrote something"
@@ -124,8 +128,9 @@ def test_random_edits_and_runs_keep_the_apps_in_step(
     operations: list[tuple[Any, ...]], options: dict[str, Any]
 ) -> None:
     async def scenario() -> None:
-        reference = World(**options)
-        crashed = World(**options)
+        step = timedelta(seconds=options.pop("clock_step"))
+        reference = World(clock=Clock(step), **options)
+        crashed = World(clock=Clock(step), **options)
         for operation in [*operations, ("sync", None, False)]:
             for world in (reference, crashed):
                 if operation[0] == "sync":
@@ -157,5 +162,38 @@ def test_first_sync_the_system_of_record_wins_except_where_blank(
             expected = winner[name] or loser[name]
             assert canonical(world.a.get(a_id).get(name), "string") == expected
             assert canonical(world.b.get(b_id).get(b_name), "string") == expected
+
+    asyncio.run(scenario())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(operations=operations, batch=st.integers(1, 4), field_timestamps=st.booleans())
+def test_one_way_source_changes_land_and_nothing_flows_back(
+    operations: list[tuple[Any, ...]], batch: int, field_timestamps: bool
+) -> None:
+    async def scenario() -> None:
+        world = World(
+            direction="OneWay",
+            max_batch_size=batch,
+            page_size=batch + 1,
+            field_timestamps=field_timestamps,
+        )
+        dirty: set[tuple[str, str]] = set()  # (email, a field) edited in a since the last run
+        for operation in [*operations, ("sync", None, False)]:
+            if operation[0] != "sync":
+                _apply(world, operation)
+                if operation[1] == "a" and world.a.find(EMAILS[operation[2]]):
+                    email = EMAILS[operation[2]]
+                    names = FIELDS if operation[0] == "add" else [operation[3]]
+                    dirty.update((email, name) for name in names)
+                continue
+            await _run(world, operation, crash=True, two_way=False)
+            assert world.a.write_calls == 0, "a OneWay connection wrote to its source"
+            a, b = _normalized(world)
+            assert set(a) <= set(b)
+            for email, name in dirty:
+                if a[email][name]:
+                    assert b[email][name] == a[email][name], (email, name)
+            dirty.clear()
 
     asyncio.run(scenario())
