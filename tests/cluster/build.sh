@@ -27,6 +27,17 @@ if [[ -f "$stamp" ]]; then
   exit 0
 fi
 
+mkdir -p "$cache_root"
+exec 9>"$cache_root/$hash.lock"
+if ! flock -n 9; then
+  echo "build.sh: waiting for another build of $hash to finish" >&2
+  flock 9
+fi
+if [[ -f "$stamp" ]]; then
+  echo "control plane binaries up to date: $bin"
+  exit 0
+fi
+
 command -v go >/dev/null || { echo "build.sh: 'go' (>= $GO_MIN_VERSION) is required on PATH" >&2; exit 1; }
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false"
