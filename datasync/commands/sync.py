@@ -195,7 +195,7 @@ def _run(
                     f"named {ref!r}"
                 )
             secrets[side] = manifests[ref]
-    url = _state_url(state_url, state_dsn_file, spec, manifests, name, namespace)
+    url = _state_url(state_url, state_dsn_file, spec, manifests, name)
     connectors = {side: _build_connector(spec, side, secrets[side]) for side in Side}
     try:
         store = open_store(url, f"{namespace}/{name}")
@@ -341,7 +341,6 @@ def _state_url(
     spec: DataSyncConnectionSpec,
     manifests: dict[str, Secret] | None,
     name: str,
-    namespace: str,
 ) -> str:
     if state_url:
         return state_url
@@ -352,7 +351,12 @@ def _state_url(
             raise SetupError(
                 f"cannot read the state DSN file {str(dsn_file)!r}: {exc.strerror}"
             ) from None
-    if spec.state.type == StateStoreType.POSTGRESQL and spec.state.secretRef and manifests:
+    if spec.state.type == StateStoreType.POSTGRESQL:
+        if spec.state.secretRef is None or manifests is None:
+            raise SetupError(
+                "spec.state.type is PostgreSQL: pass --state-dsn-file (the mounted `dsn` key) "
+                "or --state postgresql://..."
+            )
         ref = spec.state.secretRef.name
         dsn = manifests[ref].data.get("dsn") if ref in manifests else None
         if not dsn:
@@ -362,8 +366,7 @@ def _state_url(
             )
         return dsn
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    stem = name if namespace == "default" else f"{namespace}-{name}"
-    return f"sqlite://{Path(base).absolute() / 'datasync' / f'{stem}.sqlite3'}"
+    return f"sqlite://{Path(base).absolute() / 'datasync' / f'{name}.sqlite3'}"
 
 
 # ---------------------------------------------------------------- output

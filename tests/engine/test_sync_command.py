@@ -208,3 +208,40 @@ def test_cluster_mode_reads_mounted_files_and_writes_the_termination_log(
     with psycopg.connect(postgres_dsn) as conn:  # the PostgreSQL state store was used
         count = conn.execute("SELECT COUNT(*) FROM datasync_watermarks").fetchone()
     assert count is not None and count[0] >= 0
+
+
+def test_postgresql_state_needs_a_dsn(tmp_path: Path) -> None:
+    connection = _connection(state={"type": "PostgreSQL", "secretRef": {"name": "state-db"}})
+    path = _write(tmp_path / "c.yaml", connection)
+    secrets = _write(
+        tmp_path / "s.yaml",
+        _secret("crm-a", dsn="postgresql://u@127.0.0.1:1/x"),
+        _secret("crm-b", dsn="postgresql://u@127.0.0.1:1/x"),
+    )
+    result = _invoke("-f", str(path), "--secrets", str(secrets))
+    assert result.exit_code == 1
+    assert "Secret 'state-db' (spec.state.secretRef) with key 'dsn'" in result.output
+    for side in ("source", "destination"):
+        (tmp_path / "mounted" / side).mkdir(parents=True)
+    result = _invoke("--connection-file", str(path), "--secrets-dir", str(tmp_path / "mounted"))
+    assert result.exit_code == 1 and "--state-dsn-file" in result.output
+
+
+@pytest.mark.integration
+def test_default_state_lives_under_xdg_state_home(postgres_dsn: str, tmp_path: Path) -> None:
+    connection = _write(tmp_path / "c.yaml", _connection())
+    secrets = _write(
+        tmp_path / "s.yaml", _secret("crm-a", dsn=postgres_dsn), _secret("crm-b", dsn=postgres_dsn)
+    )
+    state_home = tmp_path / "xdg-state"
+    result = _invoke(
+        "-f",
+        str(connection),
+        "--secrets",
+        str(secrets),
+        "--dry-run",
+        env={"XDG_STATE_HOME": str(state_home)},
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.output
+    assert (state_home / "datasync" / "crm.sqlite3").is_file()
