@@ -262,6 +262,17 @@ class SalesforceSandbox(SandboxApp):
             row[definition.name] = None if value == "" else value
         self._touch(row)
 
+    def set_modstamp(self, record_id: str, moment: datetime) -> None:
+        """Force a record's LastModifiedDate and SystemModstamp (to stage exact ties);
+        later writes still get later stamps."""
+        found = self._find(record_id)
+        if found is None:
+            raise KeyError(record_id)
+        stamp = moment.astimezone(UTC)
+        stamp = stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
+        found[1]["LastModifiedDate"] = found[1]["SystemModstamp"] = stamp
+        self._last_stamp = max(self._last_stamp, stamp)
+
     def delete(self, record_id: str) -> None:
         found = self._find(record_id)
         if found is not None:

@@ -17,7 +17,7 @@ from datasync_connectors.salesforce.sandbox import SalesforceSandbox
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datasync.api.models import AuthType
+from datasync.api.models import AuthType, DataSyncConnectionSpec
 from datasync.connector import (
     AppUnreachableError,
     AuthenticationError,
@@ -26,9 +26,11 @@ from datasync.connector import (
     FieldType,
     RetriableError,
 )
+from datasync.engine import run_sync
 from datasync.http import RetryPolicy
 from datasync.registry import get as get_connector
 from datasync.sandbox import Fault, RateLimit
+from datasync.state import open_store
 from tests.connectors.contract import ConnectorContract
 
 FIELDS = ["Email", "FirstName", "LastName", "Title", "Status__c", "Source__c"]
@@ -686,3 +688,79 @@ async def test_no_secrets_or_values_in_logs(
         assert secret not in text
     assert "private.person" not in text and "bad@@example" not in text
     assert "Bearer" not in text
+
+
+async def test_engine_syncs_contacts_of_one_org_to_leads_of_another() -> None:
+    """The sync engine end to end over two sandbox orgs: OAuth Contacts -> AppParameters Leads,
+    scoped by a Campaign, with a custom picklist mapping and Lead's own field names."""
+    org_a, org_b = SalesforceSandbox(), SalesforceSandbox()
+    await org_a.start()
+    await org_b.start()
+    try:
+        ids = [
+            org_a.insert(
+                {
+                    "LastName": f"L{i}",
+                    "Email": f"p{i}@example.com",
+                    "MailingCity": "Oslo",
+                    "Department": "Acme",
+                    "Status__c": "Customer",
+                    "campaigns": ["Sync"] if i % 2 == 0 else [],
+                }
+            )
+            for i in range(30)
+        ]
+        spec = DataSyncConnectionSpec.model_validate(
+            {
+                "direction": "TwoWay",
+                "schedule": "*/15 * * * *",
+                "source": {
+                    "app": "salesforce",
+                    "auth": {"type": "OAuth", "secretRef": {"name": "a"}},
+                },
+                "destination": {
+                    "app": "salesforce",
+                    "auth": {"type": "AppParameters", "secretRef": {"name": "b"}},
+                    "settings": {"sobject": "Lead"},
+                },
+                "mappings": {
+                    "fields": [
+                        {"source": "Status__c", "destination": "Status__c"},
+                        {"source": "Department", "destination": "Company"},
+                    ]
+                },
+                "inclusionList": {"app": "source", "list": "Sync"},
+            }
+        )
+        store = open_store("sqlite:///:memory:", "sales/crm")
+
+        async def sync() -> Any:
+            source = SalesforceConnector(
+                org_a.connector_settings(), org_a.credentials(AuthType.OAUTH), AuthType.OAUTH
+            )
+            destination = SalesforceConnector(
+                org_b.connector_settings() | {"sobject": "Lead"},
+                org_b.credentials(AuthType.APP_PARAMETERS),
+                AuthType.APP_PARAMETERS,
+            )
+            async with source, destination:
+                return await run_sync(spec, source, destination, store)
+
+        first = await sync()
+        assert first.result == "Succeeded", first.error
+        leads = {lead["Email"]: lead for lead in org_b.records("Lead")}
+        assert sorted(leads) == sorted(f"p{i}@example.com" for i in range(0, 30, 2))
+        assert {(lead["City"], lead["Company"], lead["Status__c"]) for lead in leads.values()} == {
+            ("Oslo", "Acme", "Customer")
+        }
+        org_a.set_fields(ids[0], {"Title": "Changed in A"})
+        org_b.set_fields(leads["p2@example.com"]["Id"], {"Title": "Changed in B"})
+        second = await sync()
+        assert second.result == "Succeeded", second.error
+        after = {lead["Email"]: lead for lead in org_b.records("Lead")}
+        assert after["p0@example.com"]["Title"] == "Changed in A"
+        assert org_a.get(ids[2])["Title"] == "Changed in B"  # type: ignore[index]
+        assert len(after) == 15
+    finally:
+        await org_a.stop()
+        await org_b.stop()

@@ -406,6 +406,17 @@ async def test_modstamps_strictly_increase(sandbox: SalesforceSandbox) -> None:
     assert stamps == sorted(set(stamps))
 
 
+def test_set_modstamp_stages_ties(sandbox: SalesforceSandbox) -> None:
+    first, second = sandbox.insert({"LastName": "A"}), sandbox.insert({"LastName": "B"})
+    moment = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    sandbox.set_modstamp(first, moment)
+    sandbox.set_modstamp(second, moment)
+    assert sandbox.get(first)["SystemModstamp"] == "2031-05-06T07:08:09.123+0000"  # type: ignore[index]
+    assert sandbox.get(second)["SystemModstamp"] == sandbox.get(first)["SystemModstamp"]  # type: ignore[index]
+    sandbox.set_fields(first, {"Title": "later"})
+    assert sandbox.get(first)["SystemModstamp"] > "2031-05-06T07:08:09.123+0000"  # type: ignore[index]
+
+
 # ---------------------------------------------------------------- describe, lists
 
 
