@@ -14,6 +14,7 @@ from tests.ship.tools import CHART, FULL_VALUES, METRICS, by_kind, helm, one, re
 
 DEFAULT_KINDS = {"ServiceAccount", "CustomResourceDefinition", "Service", "Deployment"}
 OPTIONAL_KINDS = {"ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy"}
+Docs = list[dict[str, Any]]
 CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
 ALERTS = {
     "DatasyncSyncFailing",
@@ -34,7 +35,9 @@ def full_docs() -> list[dict[str, Any]]:
 
 
 def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    containers = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = one(docs, "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ]
     assert [c["name"] for c in containers] == ["operator"]
     return containers[0]
 
@@ -52,7 +55,7 @@ def test_helm_lint_strict_passes(values: list[Any]) -> None:
     assert "0 chart(s) failed" in result.stdout
 
 
-def test_default_render_has_the_core_objects_and_no_optional_ones(default_docs: list) -> None:
+def test_default_render_has_the_core_objects_and_no_optional_ones(default_docs: Docs) -> None:
     kinds = {doc["kind"] for doc in default_docs}
     assert kinds >= DEFAULT_KINDS
     assert not kinds & OPTIONAL_KINDS
@@ -61,7 +64,7 @@ def test_default_render_has_the_core_objects_and_no_optional_ones(default_docs: 
             assert doc["metadata"]["namespace"] == "datasync-system", doc["metadata"]["name"]
 
 
-def test_operator_runs_as_decided_one_replica_recreate(default_docs: list) -> None:
+def test_operator_runs_as_decided_one_replica_recreate(default_docs: Docs) -> None:
     deployment = one(default_docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
@@ -76,7 +79,7 @@ def test_operator_runs_as_decided_one_replica_recreate(default_docs: list) -> No
     assert deployment["spec"]["template"]["metadata"]["labels"].items() >= selector.items()
 
 
-def test_operator_pod_is_hardened(default_docs: list) -> None:
+def test_operator_pod_is_hardened(default_docs: Docs) -> None:
     pod = one(default_docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
@@ -95,7 +98,7 @@ def test_operator_pod_is_hardened(default_docs: list) -> None:
     assert container["resources"]["limits"] and container["resources"]["requests"]
 
 
-def test_operator_probes_and_ports_follow_the_cli_contract(default_docs: list) -> None:
+def test_operator_probes_and_ports_follow_the_cli_contract(default_docs: Docs) -> None:
     container = operator_container(default_docs)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 8080, "health": 8081}
@@ -113,7 +116,7 @@ def test_operator_probes_and_ports_follow_the_cli_contract(default_docs: list) -
     assert container["image"] == "ghcr.io/datasync/datasync:0.1.0"  # appVersion
 
 
-def test_sync_job_defaults_reach_the_operator(default_docs: list) -> None:
+def test_sync_job_defaults_reach_the_operator(default_docs: Docs) -> None:
     env = {e["name"]: e for e in operator_container(default_docs)["env"]}
     resources = json.loads(env["DATASYNC_SYNC_JOB_RESOURCES"]["value"])
     assert resources == {
@@ -122,7 +125,7 @@ def test_sync_job_defaults_reach_the_operator(default_docs: list) -> None:
     }
 
 
-def test_metrics_service_selects_the_operator_pod(default_docs: list) -> None:
+def test_metrics_service_selects_the_operator_pod(default_docs: Docs) -> None:
     service = one(default_docs, "Service")
     pod_labels = one(default_docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
@@ -131,13 +134,13 @@ def test_metrics_service_selects_the_operator_pod(default_docs: list) -> None:
     ]
 
 
-def test_service_account_is_the_one_the_pod_uses(default_docs: list) -> None:
+def test_service_account_is_the_one_the_pod_uses(default_docs: Docs) -> None:
     account = one(default_docs, "ServiceAccount")
     pod = one(default_docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["metadata"]["name"] == "ds-datasync"
 
 
-def test_default_rbac_is_cluster_wide_and_bound_to_the_service_account(default_docs: list) -> None:
+def test_default_rbac_is_cluster_wide_and_bound_to_the_service_account(default_docs: Docs) -> None:
     roles = by_kind(default_docs, "ClusterRole")
     bindings = by_kind(default_docs, "ClusterRoleBinding")
     assert roles and bindings, "rbac.yaml must render a ClusterRole and binding by default"
@@ -157,7 +160,7 @@ def test_default_rbac_is_cluster_wide_and_bound_to_the_service_account(default_d
     assert any("watch" in rule["verbs"] for rule in watched)
 
 
-def test_full_values_render_every_optional_part(full_docs: list) -> None:
+def test_full_values_render_every_optional_part(full_docs: Docs) -> None:
     kinds = {doc["kind"] for doc in full_docs}
     assert kinds >= DEFAULT_KINDS | OPTIONAL_KINDS
     container = operator_container(full_docs)
@@ -182,7 +185,7 @@ def test_full_values_render_every_optional_part(full_docs: list) -> None:
     assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {})
 
 
-def test_watched_namespaces_get_roles_instead_of_cluster_wide_access(full_docs: list) -> None:
+def test_watched_namespaces_get_roles_instead_of_cluster_wide_access(full_docs: Docs) -> None:
     for namespace in ("team-a", "team-b"):
         roles = [r for r in by_kind(full_docs, "Role") if r["metadata"]["namespace"] == namespace]
         bindings = [
@@ -205,7 +208,7 @@ def test_watched_namespaces_get_roles_instead_of_cluster_wide_access(full_docs: 
 
 
 def test_service_monitor_scrapes_the_metrics_service_keeping_connection_labels(
-    full_docs: list,
+    full_docs: Docs,
 ) -> None:
     monitor = one(full_docs, "ServiceMonitor")
     service = one(full_docs, "Service")
@@ -223,7 +226,7 @@ def metric_names(expression: str) -> set[str]:
     return set(re.findall(r"\bdatasync_[a-z_]+\b", expression))
 
 
-def test_prometheus_rule_has_the_four_alerts_on_contract_metrics(full_docs: list) -> None:
+def test_prometheus_rule_has_the_four_alerts_on_contract_metrics(full_docs: Docs) -> None:
     rule = one(full_docs, "PrometheusRule")
     (group,) = rule["spec"]["groups"]
     alerts = {r["alert"]: r for r in group["rules"]}
@@ -243,7 +246,7 @@ def test_prometheus_rule_has_the_four_alerts_on_contract_metrics(full_docs: list
     assert "{{ $labels.namespace }}" in alerts["DatasyncSyncFailing"]["annotations"]["summary"]
 
 
-def test_grafana_dashboard_is_valid_json_on_contract_metrics(full_docs: list) -> None:
+def test_grafana_dashboard_is_valid_json_on_contract_metrics(full_docs: Docs) -> None:
     (config_map,) = [
         d for d in by_kind(full_docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")
     ]
@@ -262,7 +265,7 @@ def test_grafana_dashboard_is_valid_json_on_contract_metrics(full_docs: list) ->
 
 
 def test_network_policy_limits_ingress_to_metrics_and_egress_to_dns_api_and_apps(
-    full_docs: list,
+    full_docs: Docs,
 ) -> None:
     policy = one(full_docs, "NetworkPolicy")["spec"]
     pod_labels = one(full_docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
@@ -283,7 +286,7 @@ def test_network_policy_limits_ingress_to_metrics_and_egress_to_dns_api_and_apps
     assert api_rule["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
 
 
-def test_helm_test_hooks_run_the_image_hardened(default_docs: list) -> None:
+def test_helm_test_hooks_run_the_image_hardened(default_docs: Docs) -> None:
     pods = by_kind(default_docs, "Pod")
     assert {p["metadata"]["name"] for p in pods} == {
         "ds-datasync-test-connectors",

@@ -22,7 +22,7 @@ REFRESH = "run `uv run datasync crd --write` and commit both files"
 
 def load_single(path: Path) -> dict[str, Any]:
     assert path.is_file(), f"{path} is missing; {REFRESH}"
-    documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    documents: list[dict[str, Any]] = [d for d in yaml.safe_load_all(path.read_text()) if d]
     assert len(documents) == 1, f"{path} must hold exactly one CRD"
     return documents[0]
 

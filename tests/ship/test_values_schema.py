@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import yaml
@@ -44,7 +45,7 @@ def test_schema_is_draft_07_and_covers_every_default_key() -> None:
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
 
-    def walk(values: dict, node: dict, path: str) -> None:
+    def walk(values: dict[str, Any], node: dict[str, Any], path: str) -> None:
         properties = node.get("properties", {})
         for key, value in values.items():
             assert key in properties, f"{path}{key} has no schema"
