@@ -425,8 +425,8 @@ class PodRunner:
         if state.kill_reason:
             self._finish_killed(pod, state)
             return
-        if not pod["spec"].get("nodeName"):
-            self._bind(pod)
+        if not pod["spec"].get("nodeName") and not self._bind(pod):
+            return
         start_time = time.time()
         started_at = now_rfc3339()
         deadline = self._deadline(pod, start_time)
@@ -439,7 +439,7 @@ class PodRunner:
         seconds = pod["spec"].get("activeDeadlineSeconds")
         return start_time + float(seconds) if seconds else None
 
-    def _bind(self, pod: Json) -> None:
+    def _bind(self, pod: Json) -> bool:
         meta = pod["metadata"]
         body = client.V1Binding(
             metadata=client.V1ObjectMeta(name=meta["name"], uid=meta["uid"]),
@@ -452,7 +452,10 @@ class PodRunner:
         except ApiException as error:
             if error.status != 409:
                 raise
+            self.log.info("%s/%s was bound by someone else", meta["namespace"], meta["name"])
+            return False
         self.log.info("bound %s/%s to %s", meta["namespace"], meta["name"], self.node_name)
+        return True
 
     def _prepare_until_ready(
         self, pod: Json, state: PodState, started_at: str, deadline: float | None
