@@ -151,6 +151,7 @@ class MemoryApp:
         self.records: dict[str, Stored] = {}
         self.lists: dict[str, set[str]] = {}
         self.calls: dict[str, int] = {}
+        self.call_log: list[str] = []
         self.write_calls = 0
         self.blank_erasures = 0
         # Failure injection
@@ -216,6 +217,7 @@ class MemoryApp:
     # ------------------------------------------------------------ API side
     def _call(self, operation: str) -> None:
         self.calls[operation] = self.calls.get(operation, 0) + 1
+        self.call_log.append(operation)
         if self.fatal is not None:
             raise self.fatal
         reason = self.fail_operations.get(operation)

@@ -134,3 +134,50 @@ async def test_dry_run_writes_nothing_and_remembers_nothing() -> None:
     assert world.store.get_watermark(World.a_side()) is None
     assert world.store.count_pairs() == 0
     assert world.store.health().failing == {}
+
+
+async def test_records_stream_page_by_page() -> None:
+    world = World(max_batch_size=5, page_size=5, direction="OneWay")
+    _seed(world, 15)
+    pages: list[str] = []
+    world.a.call_log.clear()
+    world.b.call_log.clear()
+    original_call = world.b._call
+
+    def interleaved(operation: str) -> None:
+        pages.append(f"b:{operation}")
+        original_call(operation)
+
+    original_a = world.a._call
+
+    def interleaved_a(operation: str) -> None:
+        pages.append(f"a:{operation}")
+        original_a(operation)
+
+    world.b._call = interleaved  # type: ignore[method-assign]
+    world.a._call = interleaved_a  # type: ignore[method-assign]
+    await world.sync()
+
+    reads = [i for i, call in enumerate(pages) if call == "a:read_changed"]
+    creates = [i for i, call in enumerate(pages) if call == "b:create"]
+    assert len(creates) == 3 and len(reads) >= 3
+    # Each page is written before the next one is read: memory holds one page at a time.
+    assert reads[0] < creates[0] < reads[1] < creates[1] < reads[2] < creates[2]
+
+
+async def test_inclusion_list_and_filter_on_the_destination_of_a_two_way_connection() -> None:
+    world = World(
+        inclusionList={"app": "destination", "list": "sync-me"},
+        filters=[{"app": "destination", "field": "Company", "operator": "IsSet"}],
+    )
+    member = world.b.add(Email="m@example.com", LastName="M", Company="Acme")
+    no_company = world.b.add(Email="n@example.com", LastName="N")
+    world.b.add(Email="x@example.com", LastName="X", Company="Acme")
+    world.b.lists["sync-me"] = {member, no_company}
+    world.a.add(email="from-a@example.com", lastname="A")
+
+    summary = await world.sync()
+
+    assert set(world.a.by_identity()) == {"m@example.com", "from-a@example.com"}
+    assert "from-a@example.com" in world.b.by_identity()
+    assert summary.skipped == {"NotInList": 1, "FilteredOut": 1}
