@@ -9,8 +9,9 @@ Endpoints (same paths as a real org, see README.md for the documentation each fo
 - GET  /services/data/vXX.X/sobjects/<sObject>/<id>;
 - POST/PATCH /services/data/vXX.X/composite/sobjects: sObject Collections create/update.
 
-Objects: Contact, Lead, Campaign, CampaignMember. Every write moves SystemModstamp
-(strictly increasing, millisecond precision). Every data API response carries
+Objects: Contact, Lead, Campaign, CampaignMember. Every write moves the record's
+SystemModstamp (millisecond precision, strictly later than its previous one; records written
+in one call share a stamp, as in one Salesforce transaction). Every data API response carries
 `Sforce-Limit-Info: api-usage=N/M`; past the daily limit requests get 403
 REQUEST_LIMIT_EXCEEDED, as does a burst beyond `rate_limit` when one is configured.
 """
@@ -330,16 +331,22 @@ class SalesforceSandbox(SandboxApp):
         self._counter += 1
         return id_with_suffix(ID_PREFIXES[sobject] + "Dn0" + _base62(self._counter, 9))
 
-    def _next_stamp(self) -> datetime:
+    def _next_stamp(self, previous: datetime | None = None) -> datetime:
+        """Now, in milliseconds, never before an earlier stamp (so the clock cannot run
+        backwards) and, for a record written again, strictly after its previous stamp.
+        Records written in one transaction share a stamp, as in Salesforce; the stamp does
+        not run ahead of the wall clock under bursts."""
         now = datetime.now(UTC)
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-        if now <= self._last_stamp:
-            now = self._last_stamp + timedelta(milliseconds=1)
-        self._last_stamp = now
-        return now
+        stamp = max(now.replace(microsecond=now.microsecond // 1000 * 1000), self._last_stamp)
+        if previous is not None and stamp <= previous:
+            stamp = previous + timedelta(milliseconds=1)
+        self._last_stamp = max(self._last_stamp, stamp)
+        return stamp
 
-    def _new_row(self, table: _SObject, record_id: str) -> dict[str, Any]:
-        stamp = self._next_stamp()
+    def _new_row(
+        self, table: _SObject, record_id: str, stamp: datetime | None = None
+    ) -> dict[str, Any]:
+        stamp = stamp or self._next_stamp()
         row: dict[str, Any] = {item.name: item.default for item in table.fields}
         row.update(
             {
@@ -351,8 +358,10 @@ class SalesforceSandbox(SandboxApp):
         )
         return row
 
-    def _touch(self, row: dict[str, Any]) -> None:
-        stamp = self._next_stamp()
+    def _touch(self, row: dict[str, Any], stamp: datetime | None = None) -> None:
+        previous = row.get("SystemModstamp")
+        if stamp is None or (isinstance(previous, datetime) and stamp <= previous):
+            stamp = self._next_stamp(previous if isinstance(previous, datetime) else None)
         row["LastModifiedDate"] = stamp
         row["SystemModstamp"] = stamp
 
@@ -671,7 +680,8 @@ class SalesforceSandbox(SandboxApp):
         all_or_none = bool(body.get("allOrNone", False))
         prepared = [self._prepare(record) for record in records]  # whole-request errors
         snapshot = copy.deepcopy(self._objects) if all_or_none else None
-        results = [self._save(table, values, creating) for table, values in prepared]
+        stamp = self._next_stamp()  # one transaction: one SystemModstamp
+        results = [self._save(table, values, creating, stamp) for table, values in prepared]
         if snapshot is not None and any(not result["success"] for result in results):
             self._objects = snapshot
             results = [
@@ -730,7 +740,9 @@ class SalesforceSandbox(SandboxApp):
             values[definition.name] = None if value == "" else value
         return table, values
 
-    def _save(self, table: _SObject, values: dict[str, Any], creating: bool) -> dict[str, Any]:
+    def _save(
+        self, table: _SObject, values: dict[str, Any], creating: bool, stamp: datetime
+    ) -> dict[str, Any]:
         errors: list[dict[str, Any]] = []
         existing: dict[str, Any] | None = None
         record_id = values.pop("Id", None)
@@ -807,12 +819,12 @@ class SalesforceSandbox(SandboxApp):
             return {"success": False, "errors": errors}
         if existing is None:
             new_id = self._new_id(table.name)
-            row = self._new_row(table, new_id)
+            row = self._new_row(table, new_id, stamp)
             row.update(values)
             table.rows[new_id] = row
             return {"id": new_id, "success": True, "errors": []}
         existing.update(values)
-        self._touch(existing)
+        self._touch(existing, stamp)
         return {"id": existing["Id"], "success": True, "errors": []}
 
     def _duplicate_of(self, table: _SObject, email: str, own_id: Any) -> str | None:

@@ -207,18 +207,25 @@ async def test_query_on_system_modstamp(
 ) -> None:
     first = sandbox.insert({"LastName": "A"})
     second = sandbox.insert({"LastName": "B"})
-    stamp = sandbox.get(second)["SystemModstamp"]  # type: ignore[index]
-    literal = soql.datetime_literal(datetime.fromisoformat(stamp))
+    sandbox.set_modstamp(first, datetime(2030, 1, 1, tzinfo=UTC))
+    sandbox.set_modstamp(second, datetime(2030, 1, 1, 0, 0, 1, tzinfo=UTC))
+    literal = soql.datetime_literal(datetime(2030, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC))
     response = await _query(
         client, f"SELECT Id, SystemModstamp FROM Contact WHERE SystemModstamp >= {literal}"
     )
-    assert [row["Id"] for row in response.json()["records"]] == [second]
+    assert response.json()["records"] == [
+        {
+            "attributes": {"type": "Contact", "url": f"{V}/sobjects/Contact/{second}"},
+            "Id": second,
+            "SystemModstamp": "2030-01-01T00:00:01.000+0000",
+        }
+    ]
     sandbox.set_fields(first, {"Title": "edited"})
     again = await _query(
         client,
-        f"SELECT Id FROM Contact WHERE SystemModstamp > {literal} ORDER BY SystemModstamp",
+        f"SELECT Id FROM Contact WHERE SystemModstamp > {literal} ORDER BY SystemModstamp DESC",
     )
-    assert [row["Id"] for row in again.json()["records"]] == [first]
+    assert [row["Id"] for row in again.json()["records"]] == [first, second]
 
 
 async def test_query_errors(client: httpx.AsyncClient) -> None:
@@ -394,6 +401,18 @@ async def test_all_or_none_rolls_back(
     results = response.json()
     assert results[0]["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
     assert sandbox.records() == []
+
+
+async def test_one_call_is_one_transaction_stamp(
+    sandbox: SalesforceSandbox, client: httpx.AsyncClient
+) -> None:
+    created = await _create(client, *({"LastName": f"L{i}"} for i in range(50)))
+    stamps = {sandbox.get(result["id"])["SystemModstamp"] for result in created}  # type: ignore[index]
+    assert len(stamps) == 1
+    # A burst does not push the clock ahead: the next write is not later than "now" + 1 ms.
+    later = sandbox.insert({"LastName": "After"})
+    now = datetime.now(UTC)
+    assert datetime.fromisoformat(sandbox.get(later)["SystemModstamp"]) <= now  # type: ignore[index]
 
 
 async def test_modstamps_strictly_increase(sandbox: SalesforceSandbox) -> None:
