@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -257,15 +258,22 @@ async def test_more_than_a_page_in_one_millisecond(oauth: HubSpotHarness) -> Non
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    stamps=st.lists(st.integers(min_value=0, max_value=4), min_size=1, max_size=450),
+    count=st.integers(min_value=1, max_value=450),
+    distinct_stamps=st.integers(min_value=1, max_value=6),
+    chooser=st.randoms(use_true_random=False),
     edits=st.lists(st.integers(min_value=0, max_value=449), max_size=6),
 )
 async def test_read_changed_returns_every_record_oldest_first(
-    allow_sandbox_urls: None, stamps: list[int], edits: list[int]
+    allow_sandbox_urls: None,
+    count: int,
+    distinct_stamps: int,
+    chooser: random.Random,
+    edits: list[int],
 ) -> None:
     """Any mix of shared timestamps and edits mid-read: every record is returned, the latest
     version of every edited one too, in non-decreasing modified order, without repeats of
     an unchanged version."""
+    stamps = [chooser.randrange(distinct_stamps) for _ in range(count)]
     sandbox = HubSpotSandbox()
     await sandbox.start()
     try:
@@ -276,16 +284,27 @@ async def test_read_changed_returns_every_record_oldest_first(
             sandbox.contacts[record_id].modified_ms = base + offset
         pending = [ids[index % len(ids)] for index in edits]
         versions: list[tuple[str, Any, Any]] = []
+        edited: list[tuple[int, str, str]] = []  # (after page, id, value)
+        pages = 0
         async with await harness.connector() as connector:
             async for page in connector.read_changed("contacts", None, FIELDS):
+                pages += 1
                 versions.extend(
                     (record.id, record.modified_at, record.fields["firstname"])
                     for record in page.records
                 )
                 if pending:
-                    target = pending.pop()
-                    sandbox.set_properties(target, {"firstname": f"Edited{len(pending)}"})
+                    target, value = pending.pop(), f"Edited{len(pending)}"
+                    sandbox.set_properties(target, {"firstname": value})
+                    edited.append((pages, target, value))
         assert {record_id for record_id, _, _ in versions} == set(ids)
+        latest = {record_id: value for record_id, _, value in versions}
+        last_edit: dict[str, tuple[int, str]] = {}
+        for page_number, record_id, value in edited:
+            last_edit[record_id] = (page_number, value)
+        for record_id, (page_number, value) in last_edit.items():
+            if page_number < pages:  # edited while more pages were still to come
+                assert latest[record_id] == value, "an edit made during the read was missed"
         assert len(versions) == len(set(versions)), "an unchanged version came twice"
         stamps_read = [modified for _, modified, _ in versions]
         assert stamps_read == sorted(stamps_read)
