@@ -7,9 +7,11 @@ import re
 from typing import Any
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from datasync.commands.operator import command as operator_command
 from tests.ship.tools import CHART, FULL_VALUES, METRICS, by_kind, helm, one, render
 
 DEFAULT_KINDS = {"ServiceAccount", "CustomResourceDefinition", "Service", "Deployment"}
@@ -116,6 +118,38 @@ def test_operator_probes_and_ports_follow_the_cli_contract(default_docs: Docs) -
     assert container["image"] == "ghcr.io/datasync/datasync:0.1.0"  # appVersion
 
 
+@pytest.mark.parametrize("which", ["default", "full"])
+def test_the_real_operator_command_accepts_the_rendered_arguments(
+    which: str, default_docs: Docs, full_docs: Docs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parse (not run) the arguments and environment with `datasync operator` itself, so a
+    # renamed or removed flag fails here rather than in a crash-looping pod.
+    docs = default_docs if which == "default" else full_docs
+    container = operator_container(docs)
+    for inherited in ("DATASYNC_ALLOWED_HOSTS", "DATASYNC_ALLOW_SANDBOX_URLS"):
+        monkeypatch.delenv(inherited, raising=False)
+    for variable in container["env"]:
+        if "value" in variable:
+            monkeypatch.setenv(variable["name"], variable["value"])
+    args = container["args"]
+    assert args[0] == "operator"
+    context = operator_command.make_context("operator", list(args[1:]))
+    params = context.params
+    values = yaml.safe_load(FULL_VALUES.read_text()) if which == "full" else {}
+    assert params["metrics_port"] == 8080 and params["health_port"] == 8081
+    assert json.loads(params["sync_resources"]) == (
+        values.get("syncJob", {}).get("resources")
+        or {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        }
+    )
+    assert params["log_format"] == values.get("operator", {}).get("logFormat", "json")
+    assert list(params["namespaces"]) == values.get("watchNamespaces", [])
+    assert params["allow_sandbox_urls"] is (which == "full")
+    assert params["sync_image_pull_policy"] == ("Never" if which == "full" else "IfNotPresent")
+
+
 def test_sync_job_defaults_reach_the_operator(default_docs: Docs) -> None:
     env = {e["name"]: e for e in operator_container(default_docs)["env"]}
     resources = json.loads(env["DATASYNC_SYNC_JOB_RESOURCES"]["value"])
@@ -174,7 +208,8 @@ def test_full_values_render_every_optional_part(full_docs: Docs) -> None:
     assert "--sync-image=registry.example.com/datasync-sync:0.1.0-rc1" in args
     assert "--allowed-hosts=crm.internal.example.com,*.my.salesforce.com" in args
     assert "--allow-sandbox-urls" in args and "--log-format=text" in args
-    assert args[-1] == "--verbose"
+    assert "--sync-image-pull-policy=Always" in args
+    assert args[-1] == "--sync-image-pull-policy=Never"  # extraArgs come last and win
     pod = one(full_docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "datasync-operator"
     assert pod["imagePullSecrets"] == [{"name": "regcred"}]

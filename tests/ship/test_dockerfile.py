@@ -12,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from datasync_operator.resources import NON_ROOT_ID
 
 from tests.ship.tools import REPO, tool, venv_script
 
@@ -75,9 +76,10 @@ def test_multi_stage_runtime_runs_as_numeric_non_root(parsed: list[tuple[str, st
     uid, _, gid = users[-1].partition(":")
     assert uid.isdigit() and int(uid) != 0, users[-1]
     assert not gid or (gid.isdigit() and int(gid) != 0)
-    # The chart's securityContext must agree with the image.
+    # The chart's securityContext and the operator's sync Jobs must agree with the image.
     values = (REPO / "charts/datasync/values.yaml").read_text()
     assert f"runAsUser: {uid}" in values
+    assert int(uid) == NON_ROOT_ID
 
 
 def test_installs_from_the_lock_without_caches(parsed: list[tuple[str, str]]) -> None:
