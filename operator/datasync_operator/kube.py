@@ -18,6 +18,7 @@ import aiohttp
 
 Json = dict[str, Any]
 
+FIELD_MANAGER = "datasync-operator"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
@@ -126,6 +127,8 @@ class Kube:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         url = self.credentials.server.rstrip("/") + path
+        if method != "GET":
+            query = {**(query or {}), "fieldManager": FIELD_MANAGER}
         if query:
             url += "?" + urlencode(query)
         data = json.dumps(body) if body is not None else None

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
 from datasync.api.models import (
@@ -34,6 +34,7 @@ from .config import current
 from .kube import Json, Kube, KubeError, client, core_path, group_path
 
 log = logging.getLogger(__name__)
+_INSTANCE = socket.gethostname()
 
 
 @dataclass
@@ -85,15 +86,33 @@ def reference(namespace: str, name: str, uid: str | None) -> Json:
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata}
 
 
-def _event(body: Json, type_: str, reason: str, message: str) -> None:
+async def _event(body: Json, type_: str, reason: str, message: str) -> None:
+    """An Event on the connection for `kubectl describe`. Posted directly (not through
+    Kopf) so that background tasks can post too; a failed post never fails a reconcile."""
     meta = body["metadata"]
-    target: Any = reference(meta["namespace"], meta["name"], meta.get("uid"))
-    kopf.event(
-        target,  # kopf takes any object mapping with apiVersion, kind and metadata
-        type=type_,
-        reason=reason,
-        message=message[:1024],
-    )
+    now = conditions.now()
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": reference(meta["namespace"], meta["name"], meta.get("uid"))["metadata"]
+        | {"apiVersion": API_VERSION, "kind": KIND},
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+        "source": {"component": "datasync-operator"},
+        "reportingComponent": "datasync.io/operator",
+        "reportingInstance": _INSTANCE,
+    }
+    try:
+        await client().create(core_path(meta["namespace"], "events"), event)
+    except (KubeError, OSError, TimeoutError) as error:
+        log.warning(
+            "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], error
+        )
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -157,6 +176,8 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
     updates: list[Json] = []
     changes: Json = {"observedGeneration": generation}
 
+    pending: list[tuple[str, str, str]] = []
+
     def finish(ready: bool, reason: str, message: str) -> list[Json]:
         updates.insert(
             0, conditions.condition(conditions.READY, ready, reason, message, generation)
@@ -175,7 +196,7 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
             or previous.get("reason") != reason
             or previous.get("status") != "False"
         ):
-            _event(body, "Warning", reason, message)
+            pending.append(("Warning", reason, message))
         return merged
 
     try:
@@ -184,11 +205,13 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
         message = describe_validation_error(error)
         changes["conditions"] = finish(False, "InvalidSpec", message)
         await _patch_status(kube, body, changes)
+        await _post(body, pending)
         return
     problems = credentials.spec_problems(spec)
     if problems:
         changes["conditions"] = finish(False, problems[0].reason, problems[0].message)
         await _patch_status(kube, body, changes)
+        await _post(body, pending)
         return
 
     resolution = await credentials.resolve(kube, namespace, spec)
@@ -250,7 +273,7 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
                 or (before.get("status") != "False")
             )
             if changed and not resolution.problems:  # missing Secrets are reported by Ready
-                _event(body, "Warning", "CredentialsRejected", problem.message)
+                await _event(body, "Warning", "CredentialsRejected", problem.message)
 
     # Owned objects: identity, connection document, state store, then the CronJob.
     wanted = [resources.service_account(body), resources.connection_config_map(body)]
@@ -275,6 +298,7 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
     except NotOwnedError as error:
         changes["conditions"] = finish(False, "ObjectConflict", str(error))
         await _patch_status(kube, body, changes)
+        await _post(body, pending)
         return
 
     if cron is not None:
@@ -293,6 +317,13 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
         await _sync_now(kube, body, cron, trigger)
         changes["syncNowHandled"] = trigger[:253]
     await _patch_status(kube, body, changes)
+    await _post(body, pending)
+
+
+async def _post(body: Json, pending: list[tuple[str, str, str]]) -> None:
+    for type_, reason, message in pending:
+        await _event(body, type_, reason, message)
+    pending.clear()
 
 
 async def _ensure_and_report(kube: Kube, body: Json, manifest: Json) -> Json:
@@ -307,7 +338,7 @@ async def _ensure_and_report(kube: Kube, body: Json, manifest: Json) -> Json:
             body["metadata"]["namespace"],
             body["metadata"]["name"],
         )
-        _event(body, "Normal", outcome.value, f"{kind} {object_name} {outcome.lower()}")
+        await _event(body, "Normal", outcome.value, f"{kind} {object_name} {outcome.lower()}")
     return stored
 
 
@@ -321,7 +352,9 @@ async def _sync_now(kube: Kube, body: Json, cron: Json, trigger: str) -> None:
         if error.status != 409:  # already started for this value (e.g. before a restart)
             raise
         return
-    _event(body, "Normal", "SyncStarted", f"Job {name} started on request (datasync.io/sync-now)")
+    await _event(
+        body, "Normal", "SyncStarted", f"Job {name} started on request (datasync.io/sync-now)"
+    )
 
 
 # ------------------------------------------------------------------- finished runs
@@ -422,14 +455,16 @@ async def _record(kube: Kube, body: Json, summary: SyncSummary, reported: bool) 
     changes["conditions"] = conditions.merge(status.get("conditions") or [], [synced])
     await _patch_status(kube, body, changes)
     if succeeded:
-        _event(
+        await _event(
             body,
             "Normal",
             "SyncFinished",
             f"Job {summary.job}: {summary.result}; {_counts_text(summary)}",
         )
     else:
-        _event(body, "Warning", "SyncFailed", f"Job {summary.job}: {summary.error or 'failed'}")
+        await _event(
+            body, "Warning", "SyncFailed", f"Job {summary.job}: {summary.error or 'failed'}"
+        )
     success_at = summary.finishedAt.timestamp() if succeeded else None
     metrics.record_run(summary, namespace, name, failure)
     metrics.record_state(summary, namespace, name, success_at)

@@ -249,3 +249,21 @@ def test_crd_rejects_invalid_resource_before_the_operator(
     time.sleep(1)
     assert not cluster.batch.list_namespaced_cron_job(cluster.namespace).items
     assert "bad" not in operator.log_text()
+
+
+def test_periodic_check_notices_credentials_revoked_in_the_app(
+    cluster: Cluster, apps: Apps, operator_factory
+) -> None:  # type: ignore[no-untyped-def]
+    operator = operator_factory(extra_args=["--credentials-check-interval", "10"])
+    _create_ready(cluster, apps)
+    first = cluster.wait_condition("crm", "CredentialsValid", "True")
+    # Revoked on the app's side: nothing changes in the cluster, only the periodic check
+    # can notice.
+    apps.hubspot.private_app_token = "pat-na1-revoked-and-replaced"
+    rejected = cluster.wait_condition(
+        "crm", "CredentialsValid", "False", "AuthenticationFailed", timeout=60
+    )
+    assert rejected["lastTransitionTime"] >= first["lastTransitionTime"]
+    assert "hubspot-auth" in rejected["message"]
+    assert "pat-na1-revoked-and-replaced" not in str(cluster.get("crm"))
+    assert operator.stop() == 0  # SIGTERM: a clean shutdown
