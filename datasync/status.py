@@ -263,17 +263,33 @@ def skipped_text(connection: ConnectionStatus) -> str:
     )
 
 
+def sample_ids(connection: ConnectionStatus, reason: str, max_ids: int = 5) -> str:
+    """`hubspot 1077 (Email), salesforce 003...`: the sample records of one reason."""
+    samples = connection.samples_for(reason)
+    ids = ", ".join(
+        f"{app_name(connection, sample.app)} {sample.record_id}"
+        + (f" ({sample.field})" if sample.field else "")
+        for sample in samples[:max_ids]
+    )
+    more = f" +{len(samples) - max_ids} more samples" if len(samples) > max_ids else ""
+    return ids + more
+
+
 def failures_text(connection: ConnectionStatus, max_ids: int = 5) -> list[str]:
     lines = []
     for reason, count in sorted(connection.failures.items(), key=lambda item: -item[1]):
-        samples = connection.samples_for(reason)
-        ids = ", ".join(
-            f"{app_name(connection, sample.app)} {sample.record_id}"
-            + (f" ({sample.field})" if sample.field else "")
-            for sample in samples[:max_ids]
-        )
-        more = f" +{len(samples) - max_ids} more samples" if len(samples) > max_ids else ""
-        lines.append(f"{reason} {count}" + (f": {ids}{more}" if ids else ""))
+        ids = sample_ids(connection, reason, max_ids)
+        lines.append(f"{reason} {count}" + (f": {ids}" if ids else ""))
+    return lines
+
+
+def skip_samples_text(connection: ConnectionStatus, max_ids: int = 5) -> list[str]:
+    """Sample ids of skips that point at data to fix (e.g. contacts without email)."""
+    lines = []
+    for reason in sorted(connection.skipped):
+        ids = sample_ids(connection, reason, max_ids)
+        if ids:
+            lines.append(f"{reason} e.g. {ids}")
     return lines
 
 

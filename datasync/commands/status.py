@@ -24,6 +24,7 @@ from datasync.status import (
     human_delta,
     moved_text,
     relative,
+    skip_samples_text,
     skipped_text,
     sort_key,
     until,
@@ -219,6 +220,7 @@ def _details(connection: ConnectionStatus, console: Console, now: datetime) -> N
             lines.append(("error", str(last["error"])))
         lines.append(("records moved", moved_text(connection)))
         lines.append(("skipped", skipped_text(connection)))
+        lines += [("", line) for line in skip_samples_text(connection)]
         failures = failures_text(connection)
         lines.append(("failures", failures[0] if failures else "-"))
         lines += [("", line) for line in failures[1:]]

@@ -65,6 +65,9 @@ def partial_status(finished: datetime = NOW) -> dict[str, Any]:
                 FailureSample(
                     app="destination", recordId="003Dn0000000ABCIA2", reason="InvalidEmail"
                 ),
+                FailureSample(
+                    app="destination", recordId="003Dn0000000XYZIA2", reason="MissingIdentity"
+                ),
             ],
         ),
         health=Health(

@@ -15,6 +15,7 @@ from datasync.status import (
     human_delta,
     moved_text,
     next_run,
+    skip_samples_text,
     skipped_text,
 )
 from tests.status.support import NOW, broken_status, manifest, partial_status
@@ -40,6 +41,7 @@ def test_partial_run_reads_like_the_checklist() -> None:
         "InvalidEmail 21: hubspot 1077 (Email), salesforce 003Dn0000000ABCIA2",
         "RequiredFieldMissing 16: hubspot 1113 (LastName)",
     ]
+    assert skip_samples_text(row) == ["MissingIdentity e.g. salesforce 003Dn0000000XYZIA2"]
     assert moved_text(row).startswith("to salesforce: 760 created, 177 updated, 206 unchanged")
     assert row.next_run == datetime(2026, 3, 1, 12, 15, tzinfo=UTC)
     document = row.to_json()

@@ -103,6 +103,7 @@ def test_json_per_connection(control_plane: ControlPlane, connections: str) -> N
         "1077",
         "1113",
         "003Dn0000000ABCIA2",
+        "003Dn0000000XYZIA2",
     ]
     next_run = datetime.fromisoformat(contacts["nextRunAt"].replace("Z", "+00:00"))
     assert next_run.minute % 15 == 0 and timedelta(0) < next_run - datetime.now(UTC) <= timedelta(
@@ -128,6 +129,7 @@ def test_table_reads_like_the_checklist(control_plane: ControlPlane, connections
         "filtered out 57 (OptedOut)",
         "InvalidEmail 21: hubspot 1077 (Email), salesforce 003Dn0000000ABCIA2",
         "RequiredFieldMissing 16: hubspot 1113 (LastName)",
+        "MissingIdentity e.g. salesforce 003Dn0000000XYZIA2",
         "to salesforce: 760 created, 177 updated",
         "none: spec.suspend is true",
         "no run has finished yet",
