@@ -92,6 +92,24 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """Connectors should give aware times; a naive one is taken as UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _aware(record: Record) -> Record:
+    if record.modified_at.tzinfo is None:
+        record.modified_at = record.modified_at.replace(tzinfo=UTC)
+    if record.field_modified_at:
+        record.field_modified_at = {
+            name: at if at.tzinfo else at.replace(tzinfo=UTC)
+            for name, at in record.field_modified_at.items()
+        }
+    return record
+
+
 def _newer(a: Record, b: Record) -> bool:
     return a.modified_at > b.modified_at
 
@@ -280,7 +298,7 @@ class _Run:
             async for page in end.connector.read_changed(self.object_type, since, end.fields):
                 for chunk in chunks(page.records, self.chunk):
                     hold = _min(hold, await self.process(side, chunk))
-                latest = _max(latest, page.watermark)
+                latest = _max(latest, _utc(page.watermark))
                 self.save_watermark(side, latest, hold)
         except RetriableError as exc:
             self.report.failure(
@@ -347,7 +365,7 @@ class _Run:
     async def process(self, side: Side, records: list[Record]) -> datetime | None:
         """Sync records read from `side`. Returns the earliest modification time of a
         record that failed for a transient reason (the watermark must not pass it)."""
-        records = [record for record in records if record.id not in self.handled[side]]
+        records = [_aware(record) for record in records if record.id not in self.handled[side]]
         if not records:
             return None
         self.handled[side].update(record.id for record in records)
@@ -421,7 +439,7 @@ class _Run:
             ):
                 key = normalize_identity(match.fields.get(there.identity_field))
                 if key in candidates:
-                    found.setdefault(key, []).append(match)
+                    found.setdefault(key, []).append(_aware(match))
         matches: dict[str, Record] = {}
         creates: list[Record] = []
         extra: list[Record] = []
@@ -446,7 +464,7 @@ class _Run:
         replaced: set[str] = set()
         if rivals:
             latest = {
-                r.id: r
+                r.id: _aware(r)
                 for chunk in chunks(sorted(set(rivals.values())), here.connector.max_batch_size)
                 for r in await here.connector.read(self.object_type, chunk, here.fields)
             }
@@ -473,7 +491,7 @@ class _Run:
         counterparts: dict[str, Record] = {}
         for chunk in chunks(counterpart_ids, there.connector.max_batch_size):
             for found_record in await there.connector.read(self.object_type, chunk, there.fields):
-                counterparts[found_record.id] = found_record
+                counterparts[found_record.id] = _aware(found_record)
         works: list[PairWork] = []
         for record in paired:
             pair = pairs[record.id]

@@ -152,6 +152,7 @@ class MemoryApp:
         self.lists: dict[str, set[str]] = {}
         self.calls: dict[str, int] = {}
         self.call_log: list[str] = []
+        self.naive_times = False  # report times without a timezone (as some drivers do)
         self.write_calls = 0
         self.blank_erasures = 0
         # Failure injection
@@ -224,13 +225,20 @@ class MemoryApp:
         if reason is not None:
             raise RetriableError(f"{self.name} {operation} failed after retries", reason)
 
+    def _time(self, value: datetime) -> datetime:
+        return value.replace(tzinfo=None) if self.naive_times else value
+
     def _record(self, stored: Stored, fields: Sequence[str]) -> Record:
         return Record(
             id=stored.id,
             fields={name: copy.deepcopy(stored.fields.get(name)) for name in fields},
-            modified_at=stored.modified_at,
+            modified_at=self._time(stored.modified_at),
             field_modified_at=(
-                {name: at for name, at in stored.field_modified_at.items() if name in fields}
+                {
+                    name: self._time(at)
+                    for name, at in stored.field_modified_at.items()
+                    if name in fields
+                }
                 if self.field_timestamps
                 else None
             ),
@@ -332,7 +340,7 @@ class MemoryConnector(Connector):
                 return
             last = keys[-1]
             records = [self._read_one(record_id, fields) for _, record_id in keys]
-            yield ReadPage(records, watermark=keys[-1][0])
+            yield ReadPage(records, watermark=self.app._time(keys[-1][0]))
 
     def _read_one(self, record_id: str, fields: Sequence[str]) -> Record:
         return self.app._record(self.app.records[record_id], fields)

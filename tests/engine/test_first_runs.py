@@ -82,3 +82,16 @@ async def test_summary_json_is_the_contract() -> None:
     }
     assert data["health"] == {"inSync": 1, "excluded": {}, "failing": {}}
     assert SyncSummary.model_validate(data) == summary
+
+
+async def test_naive_timestamps_from_a_connector_are_read_as_utc() -> None:
+    world = World()
+    world.b.naive_times = True
+    a_id = world.a.add(email="n@example.com", lastname="N")
+    await world.sync()
+    (b_id,) = world.b.find("n@example.com")
+    world.a.edit(a_id, firstname="Older")
+    world.b.edit(b_id, FirstName="Newer")
+    summary = await world.sync()
+    assert summary.result == SyncResult.SUCCEEDED, summary.error
+    assert world.a.get(a_id)["firstname"] == "Newer"
