@@ -104,8 +104,8 @@ def tokenize(text: str) -> list[Token]:
             position += 1
             continue
         if char == "'":
-            value, position = _read_string(text, position)
-            tokens.append(Token("string", value, "'...'"))
+            string, position = _read_string(text, position)
+            tokens.append(Token("string", string, "'...'"))
             continue
         if char in ",()":
             tokens.append(Token("punct", char, char))
@@ -116,15 +116,18 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token("op", "!=" if operator == "<>" else operator, operator))
             position += len(operator)
             continue
-        match = _DATETIME.match(text, position)
+        match = _DATETIME.match(text, position) or _DATE.match(text, position)
         if match:
-            stamp = datetime.fromisoformat(match.group(0))
-            tokens.append(Token("datetime", stamp, match.group(0)))
-            position = match.end()
-            continue
-        match = _DATE.match(text, position)
-        if match:
-            tokens.append(Token("date", date.fromisoformat(match.group(0)), match.group(0)))
+            literal = match.group(0)
+            try:
+                moment: date = (
+                    datetime.fromisoformat(literal)
+                    if "T" in literal
+                    else date.fromisoformat(literal)
+                )
+            except ValueError:
+                raise SoqlError(f"invalid date or dateTime literal {literal}") from None
+            tokens.append(Token("datetime" if "T" in literal else "date", moment, literal))
             position = match.end()
             continue
         match = _NUMBER.match(text, position)

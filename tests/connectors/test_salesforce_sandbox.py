@@ -549,3 +549,48 @@ def test_id_checksum_suffix() -> None:
     assert id_with_suffix("001A0000006Vm9r") == "001A0000006Vm9rIAC"
     assert id_with_suffix("001a0000006vm9r")[15:] == "AAA"
     assert id_with_suffix("001A0000006Vm9r").lower() != id_with_suffix("001a0000006vm9r")
+
+
+SOQL_PIECES = st.sampled_from(
+    [
+        "SELECT",
+        "Id",
+        ",",
+        "FROM",
+        "Contact",
+        "WHERE",
+        "Email",
+        "=",
+        "IN",
+        "(",
+        ")",
+        "'x'",
+        "'\\'",
+        "AND",
+        "NOT",
+        "ORDER BY",
+        "DESC",
+        "LIMIT",
+        "5",
+        "-3.5",
+        "null",
+        "2024-13-45T99:99:99Z",
+        "2024-01-01T00:00:00Z",
+        "2024-02-30",
+        "<=",
+        "<>",
+        "!",
+        "@",
+        "\\u12",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(SOQL_PIECES, max_size=14).map(" ".join), st.text(max_size=40)))
+def test_soql_parser_fails_only_with_soql_errors(text: str) -> None:
+    try:
+        query = soql.parse(text)
+    except soql.SoqlError:
+        return
+    assert query.fields and query.sobject
