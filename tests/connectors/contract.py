@@ -8,11 +8,14 @@ faults (`inject` returns False) they assert the fault-free behaviour only.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from datasync.api.models import is_reason
 from datasync.connector import (
@@ -272,6 +275,36 @@ class ConnectorContract:
         stored = await harness.fetch(str(good_ids[0]))
         assert stored is not None and stored[detail] == "Updated"
         self._assert_rejected(updated[1], invalid)
+
+    _unique = itertools.count(100_000)
+
+    @settings(
+        max_examples=8,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(valid=st.lists(st.booleans(), min_size=1, max_size=12))
+    async def test_any_mix_of_good_and_bad_records_keeps_input_order(
+        self, harness: ConnectorHarness, valid: list[bool]
+    ) -> None:
+        batch = [
+            harness.make_record(next(self._unique)) if ok else harness.make_invalid_record()
+            for ok in valid
+        ]
+        connector = await harness.connector()
+        async with connector:
+            results = await connector.create(harness.object_type, batch)
+        assert [result.ok for result in results] == valid
+        for result, record in zip(results, batch, strict=True):
+            if not result.ok:
+                continue
+            assert result.record_id is not None
+            stored = await harness.fetch(result.record_id)
+            assert stored is not None
+            assert (
+                str(stored[harness.identity_field]).lower()
+                == str(record[harness.identity_field]).lower()
+            )
 
     @staticmethod
     def _assert_rejected(result: WriteResult, invalid: dict[str, Any]) -> None:
