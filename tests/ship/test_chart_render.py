@@ -12,7 +12,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datasync.commands.operator import command as operator_command
-from tests.ship.tools import CHART, FULL_VALUES, METRICS, by_kind, helm, one, render
+from tests.ship.tools import (
+    CHART,
+    FULL_VALUES,
+    SCHEDULE_INTERVAL_METRIC,
+    by_kind,
+    helm,
+    one,
+    operator_metrics,
+    render,
+)
 
 DEFAULT_KINDS = {"ServiceAccount", "CustomResourceDefinition", "Service", "Deployment"}
 OPTIONAL_KINDS = {"ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy"}
@@ -257,6 +266,10 @@ def test_service_monitor_scrapes_the_metrics_service_keeping_connection_labels(
     assert endpoint["honorLabels"] is True
 
 
+def known_metrics() -> frozenset[str]:
+    return operator_metrics() | {SCHEDULE_INTERVAL_METRIC}
+
+
 def metric_names(expression: str) -> set[str]:
     return set(re.findall(r"\bdatasync_[a-z_]+\b", expression))
 
@@ -267,15 +280,18 @@ def test_prometheus_rule_has_the_four_alerts_on_contract_metrics(full_docs: Docs
     alerts = {r["alert"]: r for r in group["rules"]}
     assert set(alerts) == ALERTS
     for alert in alerts.values():
-        assert metric_names(alert["expr"]) <= METRICS, alert["alert"]
+        assert metric_names(alert["expr"]) <= known_metrics(), alert["alert"]
         assert alert["labels"]["team"] == "crm" and alert["labels"]["severity"]
         assert alert["annotations"]["summary"]
         assert alert["expr"].count("(") == alert["expr"].count(")")
     stale = alerts["DatasyncSyncStale"]["expr"]
     assert "> 5 * datasync_schedule_interval_seconds" in stale
-    assert "datasync_last_success_timestamp_seconds" in stale
+    assert "time() - datasync_sync_last_success_timestamp_seconds" in stale
     assert 'result="Failed"' in alerts["DatasyncSyncFailing"]["expr"]
-    assert alerts["DatasyncCredentialsInvalid"]["expr"].strip() == "datasync_credentials_valid == 0"
+    assert (
+        alerts["DatasyncCredentialsInvalid"]["expr"].strip()
+        == "datasync_connection_credentials_valid == 0"
+    )
     assert 'job="ds-datasync-metrics", namespace="ops"' in alerts["DatasyncOperatorDown"]["expr"]
     # Prometheus templates survive helm templating.
     assert "{{ $labels.namespace }}" in alerts["DatasyncSyncFailing"]["annotations"]["summary"]
@@ -289,12 +305,12 @@ def test_grafana_dashboard_is_valid_json_on_contract_metrics(full_docs: Docs) ->
     dashboard = json.loads(config_map["data"]["datasync.json"])
     expressions = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     used = set().union(*(metric_names(e) for e in expressions))
-    assert used <= METRICS
+    assert used <= known_metrics()
     assert {
         "datasync_sync_runs_total",
         "datasync_connection_ready",
-        "datasync_credentials_valid",
-        "datasync_last_success_timestamp_seconds",
+        "datasync_connection_credentials_valid",
+        "datasync_sync_last_success_timestamp_seconds",
     } <= used
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
 
@@ -376,3 +392,20 @@ def test_any_namespace_list_becomes_flags_and_namespaced_rbac(namespaces: list[s
         a.removeprefix("--namespace=") for a in args_of(docs) if a.startswith("--namespace=")
     ] == namespaces
     assert {r["metadata"]["namespace"] for r in by_kind(docs, "RoleBinding")} >= set(namespaces)
+
+
+def test_alerts_and_dashboard_use_only_metrics_the_operator_exports(full_docs: Docs) -> None:
+    rule = one(full_docs, "PrometheusRule")
+    expressions = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    (config_map,) = [
+        d for d in by_kind(full_docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")
+    ]
+    dashboard = json.loads(config_map["data"]["datasync.json"])
+    expressions += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    expressions += [v["query"] for v in dashboard["templating"]["list"] if v["type"] == "query"]
+    used = set().union(*(metric_names(e) for e in expressions))
+    missing = sorted(used - operator_metrics())
+    assert not missing, (
+        f"alerts/dashboard query metrics the operator does not export: {missing}; "
+        f"it exports {sorted(operator_metrics())}"
+    )
