@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -191,13 +192,22 @@ async def _keep(demo: DemoScenario, workdir: Path, console: Console) -> None:
         f"  Salesforce: {demo.salesforce.base_url}\n"
         f"  Secrets:    {secrets}\n"
         f"  Connection: {connection}\n"
-        "Sync again from another terminal:\n"
+        "Sync again from another terminal:",
+    )
+    console.print(
         f"  {ALLOW_LOCAL_ENV}=true datasync sync -f {connection} --secrets {secrets} "
-        f"--state sqlite://{workdir / 'state.sqlite3'}"
+        f"--state sqlite://{workdir / 'state.sqlite3'}",
+        soft_wrap=True,
+        markup=False,
     )
     console.print(demo.manifests_yaml(reveal=True), markup=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     with sandbox_urls_allowed():
-        await asyncio.Event().wait()
+        await stop.wait()
+    console.print("Stopped; the sandboxes are gone.")
 
 
 def _quiet(*args: object, **kwargs: object) -> None:
