@@ -32,6 +32,7 @@ from datasync.connector import (
     ObjectSchema,
     ReadPage,
     Record,
+    RecordError,
     RetriableError,
     SecretKey,
     WriteResult,
@@ -593,8 +594,7 @@ class SalesforceConnector(Connector):
             if response.status_code == 400:
                 errors = _error_list(response)
                 if errors:
-                    error = record_error(errors[0])
-                    return [_result(method, item, None, error) for item in batch]
+                    return await self._refused_batch(method, batch, record_error(errors[0]))
             self._raise_for_error(response)
             try:
                 saved = response.json()
@@ -608,6 +608,24 @@ class SalesforceConnector(Connector):
             "next run",
             reason="AppUnavailable",
         )
+
+    async def _refused_batch(
+        self, method: str, batch: list[dict[str, Any]], error: RecordError
+    ) -> list[WriteResult]:
+        """A whole call refused with 400. When it names a field that does not exist, only
+        the records carrying that field fail; the others are sent again without them."""
+        failed = [_result(method, item, None, error) for item in batch]
+        if error.code != "INVALID_FIELD" or not error.field:
+            return failed
+        name = error.field.lower()
+        carrying = {i for i, item in enumerate(batch) if any(k.lower() == name for k in item)}
+        if not carrying or len(carrying) == len(batch):
+            return failed
+        others = [i for i in range(len(batch)) if i not in carrying]
+        retried = await self._collections(method, [batch[i] for i in others])
+        for index, result in zip(others, retried, strict=True):
+            failed[index] = result
+        return failed
 
 
 # ---------------------------------------------------------------- helpers
@@ -681,7 +699,9 @@ def _error_codes(response: httpx.Response) -> set[str]:
     return {str(item.get("errorCode", "")) for item in _error_list(response)}
 
 
-def _result(method: str, item: Mapping[str, Any], record_id: str | None, error: Any) -> WriteResult:
+def _result(
+    method: str, item: Mapping[str, Any], record_id: str | None, error: RecordError
+) -> WriteResult:
     own_id = item.get("id") if method == "PATCH" else record_id
     return WriteResult(record_id=str(own_id) if own_id else None, error=error)
 

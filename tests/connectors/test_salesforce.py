@@ -421,13 +421,24 @@ async def test_record_error_codes_pass_through(sandbox: SalesforceSandbox) -> No
     assert "Interns are not synced" in results[-1].error.message  # type: ignore[union-attr]
 
 
-async def test_unknown_field_fails_the_batch_with_its_name(sandbox: SalesforceSandbox) -> None:
+async def test_unknown_field_fails_only_the_records_carrying_it(
+    sandbox: SalesforceSandbox,
+) -> None:
     async with _oauth(sandbox) as connector:
         results = await connector.create(
-            "contacts", [{"LastName": "A"}, {"LastName": "B", "Nope__c": "x"}]
+            "contacts",
+            [{"LastName": "A"}, {"LastName": "B", "Nope__c": "x"}, {"LastName": "C"}],
         )
-        assert [r.error.reason if r.error else None for r in results] == ["UnknownField"] * 2
-        assert results[0].error is not None and results[0].error.field == "Nope__c"
+        assert [r.error.reason if r.error else None for r in results] == [
+            None,
+            "UnknownField",
+            None,
+        ]
+        assert results[1].error is not None and results[1].error.field == "Nope__c"
+        assert sorted(record["LastName"] for record in sandbox.records()) == ["A", "C"]
+        every = await connector.update("contacts", [(str(results[0].record_id), {"Nope__c": "y"})])
+        assert every[0].record_id == results[0].record_id
+        assert every[0].error is not None and every[0].error.code == "INVALID_FIELD"
         with pytest.raises(ConfigurationError) as caught:
             await _read_all(connector, fields=["Email", "Nope__c"])
         assert caught.value.field == "Nope__c"
@@ -634,8 +645,12 @@ async def test_leads(sandbox: SalesforceSandbox) -> None:
     ],
 )
 def test_bad_settings_name_the_setting(
-    settings: dict[str, str], auth_type: AuthType, field_name: str
+    settings: dict[str, str],
+    auth_type: AuthType,
+    field_name: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.delenv("DATASYNC_ALLOW_SANDBOX_URLS")  # as in production
     credentials = {"clientId": "id", "clientSecret": "s", "refreshToken": "r"}
     with pytest.raises(ConfigurationError) as caught:
         SalesforceConnector(settings, credentials, auth_type)
