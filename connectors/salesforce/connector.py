@@ -179,8 +179,6 @@ class SalesforceSettings(BaseModel):
             raise ValueError(
                 "must be the bare org URL without a path, e.g. https://acme.my.salesforce.com"
             )
-        if parts.scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
-            raise ValueError("must use https://")
         return value
 
     @field_validator("apiVersion")
