@@ -4,7 +4,8 @@
 --
 --   no status yet / spec not yet observed / no sync yet  -> Progressing
 --   credentials rejected (CredentialsValid=False)         -> Degraded
---   last sync Failed, or Ready=False after a sync         -> Degraded
+--   last sync Failed                                      -> Degraded
+--   Ready=False (invalid spec, missing Secret, conflict)  -> Degraded
 --   spec.suspend: true (and nothing failing)              -> Suspended
 --   last sync Succeeded and Ready=True                    -> Healthy
 --   last sync PartiallySucceeded and Ready=True           -> Healthy, with the failing count:
@@ -66,8 +67,10 @@ if last ~= nil and last.result == "Failed" then
   return hs
 end
 
+-- The operator sets Ready=False only for problems a user must fix (an invalid spec, a
+-- missing Secret or key, an object it does not own), never while merely waiting.
 local ready = condition(status, "Ready")
-if last ~= nil and ready ~= nil and ready.status == "False" then
+if ready ~= nil and ready.status == "False" then
   hs.status = "Degraded"
   hs.message = "Not ready: " .. explain(ready, "see kubectl describe")
   return hs

@@ -83,9 +83,16 @@ SAMPLES = [
     ),
     (
         "before the first sync",
-        resource(ready="False", credentials="True"),
+        resource(ready="True", credentials="True"),
         "Progressing",
         "first sync",
+    ),
+    ("invalid before the first sync", resource(ready="False"), "Degraded", "Not ready: Ready is"),
+    (
+        "ready unknown",
+        resource(ready="Unknown", credentials="True", result="Succeeded"),
+        "Progressing",
+        "become Ready",
     ),
     (
         "ready and synced",
@@ -197,7 +204,7 @@ def test_health_invariants(
     assert status in {"Healthy", "Progressing", "Degraded", "Suspended"}
     if lag:
         assert status == "Progressing"
-    elif credentials == "False" or result == "Failed":
+    elif credentials == "False" or result == "Failed" or ready == "False":
         assert status == "Degraded"
     elif result is None and not suspend:
         assert status == "Progressing"
