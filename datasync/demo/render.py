@@ -147,7 +147,9 @@ def outcome_rows(outcomes: list[Outcome]) -> list[dict[str, str]]:
         else:
             app = next(iter(edit.edits))
             edited = f"{APPS[app]} {_clock(edit.edits[app])}"
-        if outcome.in_step and outcome.winner:
+        if edit.kind == "joined-list":
+            result = "created in Salesforce" if outcome.in_step else "NOT created"
+        elif outcome.in_step and outcome.winner:
             result = f"{APPS[outcome.winner]}'s value in both apps"
         elif outcome.in_step:
             result = "in step"
@@ -158,7 +160,9 @@ def outcome_rows(outcomes: list[Outcome]) -> list[dict[str, str]]:
                 "kind": edit.kind,
                 "hubspotId": edit.hubspot_id,
                 "salesforceId": edit.salesforce_id,
-                "field": f"{edit.pair.hubspot} / {edit.pair.salesforce}",
+                "field": "whole record"
+                if edit.kind == "joined-list"
+                else f"{edit.pair.hubspot} / {edit.pair.salesforce}",
                 "edited": edited,
                 "result": result,
                 "why": edit.why,
