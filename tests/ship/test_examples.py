@@ -4,6 +4,7 @@ Secret references and keys match, a README; the Argo CD Applications point at re
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from datasync.api.models import DataSyncConnection
+from datasync.http import HostPolicy
 from tests.ship.tools import REPO, venv_script
 
 EXAMPLES = REPO / "examples"
@@ -164,3 +166,27 @@ def test_argocd_applications_point_at_real_paths() -> None:
         "SkipDryRunOnMissingResource=true"
         in apps["datasync-connections"]["spec"]["syncPolicy"]["syncOptions"]
     )
+
+
+def test_sandbox_urls_pass_the_host_policy_only_with_the_documented_chart_values() -> None:
+    script = (REPO / "hack" / "kind-up.sh").read_text()
+    readme = (EXAMPLES / "sandbox" / "README.md").read_text()
+    match = re.search(r"operator\.allowedHosts=\{([^}]*)\}", script)
+    assert match, "kind-up.sh must set operator.allowedHosts"
+    hosts = tuple(match.group(1).split(","))
+    assert f"operator.allowedHosts={{{match.group(1)}}}" in readme
+    assert "operator.allowSandboxUrls=true" in script and "operator.allowSandboxUrls=true" in readme
+    (connection,) = [
+        d for d in folder_documents(EXAMPLES / "sandbox") if d["kind"] == "DataSyncConnection"
+    ]
+    urls = [
+        value
+        for side in ("source", "destination")
+        for value in connection["spec"][side]["settings"].values()
+        if value.startswith("http")
+    ]
+    assert len(urls) == 3
+    # What the operator and its sync Jobs decide with those values (datasync.http.HostPolicy).
+    assert all(HostPolicy(allowed=hosts, allow_local=True).permits(url) for url in urls)
+    assert not any(HostPolicy(allowed=hosts, allow_local=False).permits(url) for url in urls)
+    assert not any(HostPolicy(allowed=(), allow_local=True).permits(url) for url in urls)
