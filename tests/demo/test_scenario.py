@@ -61,3 +61,18 @@ async def test_sandboxes_hold_the_synced_records(tmp_path: Path) -> None:
         assert ties and all(edit.expected == "salesforce" for edit in ties)  # the SoR
         assert len({edit.edits["hubspot"] for edit in ties}) == len(ties)
         assert all(edit.edits["hubspot"] == edit.edits["salesforce"] for edit in ties)
+
+
+async def test_shown_manifests_are_valid_and_hide_secrets(tmp_path: Path) -> None:
+    from datasync.api.validate import collect_secrets, load_documents, validate_connection
+
+    async with DemoScenario("small", tmp_path) as demo:
+        shown = demo.manifests_yaml()
+        revealed = demo.manifests_yaml(reveal=True)
+        credentials = demo.secrets()
+    documents = load_documents(revealed)
+    connection = next(d for d in documents if d["kind"] == "DataSyncConnection")
+    assert validate_connection(connection, collect_secrets(documents)) == []
+    for data in credentials.values():
+        for value in data.values():
+            assert value not in shown and value in revealed

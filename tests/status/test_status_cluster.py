@@ -212,3 +212,28 @@ def test_no_configuration_at_all(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert "no usable Kubernetes configuration" in result.output and "--kubeconfig" in result.output
     result = CliRunner().invoke(cli, ["status", "--kubeconfig", str(tmp_path / "missing")])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_context_picks_cluster_and_default_namespace(
+    control_plane: ControlPlane, connections: str, tmp_path: Path
+) -> None:
+    admin = json.loads(control_plane.kubeconfig.read_text())
+    live = admin["contexts"][0]
+    document = {
+        **admin,
+        "clusters": [
+            *admin["clusters"],
+            {"name": "gone", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}},
+        ],
+        "contexts": [
+            {"name": "live", "context": {**live["context"], "namespace": connections}},
+            {"name": "gone", "context": {**live["context"], "cluster": "gone"}},
+        ],
+        "current-context": "gone",
+    }
+    kubeconfig = write_kubeconfig(tmp_path / "two.kubeconfig", document)
+    code, output = _status(control_plane, "--context", "live", "-o", "json", kubeconfig=kubeconfig)
+    assert code == 0, output
+    assert {row["namespace"] for row in json.loads(output)} == {connections}
+    code, output = _status(control_plane, kubeconfig=kubeconfig)
+    assert code == 1 and "cannot reach" in output
