@@ -267,3 +267,29 @@ def test_periodic_check_notices_credentials_revoked_in_the_app(
     assert "hubspot-auth" in rejected["message"]
     assert "pat-na1-revoked-and-replaced" not in str(cluster.get("crm"))
     assert operator.stop() == 0  # SIGTERM: a clean shutdown
+
+
+def test_spec_the_crd_accepts_but_the_models_reject_is_not_ready(
+    cluster: Cluster, apps: Apps, operator: OperatorProcess
+) -> None:
+    # The CRD knows the auth types, but only the connector knows which it supports.
+    destination = dict(apps.destination(), app="postgres")
+    cluster.create_secret("hubspot-auth", apps.hubspot_secret())
+    cluster.create_secret("salesforce-auth", apps.salesforce_secret())
+    cluster.create(connection("crm", apps.source(), destination))
+    ready = cluster.wait_condition("crm", "Ready", "False", "UnsupportedAuthType")
+    assert "spec.destination.auth.type" in ready["message"]
+    assert "AppParameters" in ready["message"]
+    assert not cluster.batch.list_namespaced_cron_job(cluster.namespace).items
+    wait_for(
+        lambda: any(
+            e.reason == "UnsupportedAuthType" and e.type == "Warning"
+            for e in cluster.events("crm")
+        ),
+        30,
+        "a warning Event",
+    )
+    cluster.patch("crm", {"spec": {"destination": {"app": "salesforce"}}})
+    cluster.wait_condition("crm", "Ready", "True")
+    config = cluster.core.read_namespaced_config_map("crm-connection", cluster.namespace)
+    assert "app: salesforce" in config.data["connection.yaml"]
