@@ -16,12 +16,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from datasync.api.models import SyncSummary
+from datasync.api.models import SyncResult, SyncSummary
 from datasync.demo import render as show
 from datasync.demo.sample import LIST_NAME
-from datasync.demo.scenario import DemoScenario, sandbox_urls_allowed
+from datasync.demo.scenario import DemoScenario, RunReport, sandbox_urls_allowed
 from datasync.engine import NoProgress, Progress
-from datasync.engine.console import LineProgress, RichProgress, render_summary
+from datasync.engine.console import RichProgress, render_summary
 from datasync.http import ALLOW_LOCAL_ENV
 from datasync.logs import no_color, setup_logging
 
@@ -77,7 +77,7 @@ def _progress(output: str, console: Console) -> Progress:
         return NoProgress()
     if console.is_terminal:
         return RichProgress(console)
-    return LineProgress()
+    return show.PlainProgress(console, {"source": "HubSpot", "destination": "Salesforce"})
 
 
 async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
@@ -106,7 +106,7 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
             )
 
             say("[bold]Run 1: the first sync[/bold]")
-            first = await demo.sync("1 first sync", _progress(output, console))
+            first = await _run(demo, "1 first sync", output, console)
             _summary(console, first.summary, text)
             say(
                 "The first run matched contacts by email (ignoring case), created the rest on "
@@ -116,7 +116,7 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
             )
 
             say("[bold]Run 2: the next scheduled run, nothing edited in between[/bold]")
-            second = await demo.sync("2 nothing changed", _progress(output, console))
+            second = await _run(demo, "2 nothing changed", output, console)
             _summary(console, second.summary, text)
             say(
                 f"It wrote {show.written(second.summary)} records: the records run 1 wrote were "
@@ -136,7 +136,7 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
                 f"{LIST_NAME!r}.\n"
             )
             say("[bold]Run 3: the incremental sync[/bold]")
-            await demo.sync("3 after the edits", _progress(output, console))
+            await _run(demo, "3 after the edits", output, console)
             _summary(console, demo.runs[-1].summary, text)
             outcomes = demo.outcomes()
             if text:
@@ -161,6 +161,18 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
                 click.echo(json.dumps(show.json_document(demo, outcomes, seconds), indent=2))
             if keep:
                 await _keep(demo, Path(workdir), console)
+
+
+async def _run(demo: DemoScenario, label: str, output: str, console: Console) -> RunReport:
+    report = await demo.sync(label, _progress(output, console))
+    if report.summary.result == SyncResult.FAILED:
+        _summary(console, report.summary, output == "text")
+        raise click.ClickException(
+            f"run {label!r} of the demo failed: {report.summary.error}. The sandboxes and the "
+            "engine run in this process, so this is a bug in this build: please report it "
+            "with this output."
+        )
+    return report
 
 
 def _summary(console: Console, summary: SyncSummary, text: bool) -> None:
