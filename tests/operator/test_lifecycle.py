@@ -283,8 +283,7 @@ def test_spec_the_crd_accepts_but_the_models_reject_is_not_ready(
     assert not cluster.batch.list_namespaced_cron_job(cluster.namespace).items
     wait_for(
         lambda: any(
-            e.reason == "UnsupportedAuthType" and e.type == "Warning"
-            for e in cluster.events("crm")
+            e.reason == "UnsupportedAuthType" and e.type == "Warning" for e in cluster.events("crm")
         ),
         30,
         "a warning Event",
