@@ -173,11 +173,18 @@ class ApiClient:
         path: str,
         *,
         authenticated: bool = True,
+        idempotent: bool | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         """Send a request under the policy; returns a 2xx response or one the policy
         hands back (Action.RETURN). Raises RetriableError, AuthenticationError or
-        AppUnreachableError when the policy gives up."""
+        AppUnreachableError when the policy gives up.
+
+        A request that is not `idempotent` (default: POST is not) is sent again only when
+        the app cannot have acted on it (no connection, 429, 503): a write that timed out
+        or got a 500/502/504 may have been applied, and repeating it could create a record
+        twice. It fails as RetriableError instead, and the next run matches by identity."""
+        repeatable = method.upper() != "POST" if idempotent is None else idempotent
         url = self.url(path)
         self.hosts.check(url)
         reached = False
@@ -194,6 +201,8 @@ class ApiClient:
                 response = await self.client().request(method, url, headers=headers, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as error:
                 last_problem = type(error).__name__
+                if not repeatable and not isinstance(error, NOT_SENT):
+                    raise RetriableError(_maybe_applied(self.app, last_problem)) from None
                 log.debug("%s %s: %s (attempt %d)", method, _path(url), last_problem, attempt)
                 await asyncio.sleep(self.retry.backoff(attempt))
                 attempt += 1
@@ -210,6 +219,8 @@ class ApiClient:
                 continue
             wait = retry_after_seconds(response)
             last_problem = f"HTTP {response.status_code}"
+            if not repeatable and action is Action.RETRY and response.status_code != 503:
+                raise RetriableError(_maybe_applied(self.app, last_problem))
             if action is Action.RATE_LIMITED:
                 if wait is not None and wait > self.retry.max_rate_limit_wait:
                     raise RetriableError(
@@ -231,6 +242,17 @@ class ApiClient:
             f"{self.app} kept failing ({last_problem}) after {self.retry.attempts} attempts",
             reason=reason,
         )
+
+
+# The request never reached the app: sending it again cannot apply it twice.
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _maybe_applied(app: str, problem: str) -> str:
+    return (
+        f"{app} did not confirm a write ({problem}); it is not sent again because it may "
+        "have been applied, and the next run matches the records by identity"
+    )
 
 
 def _path(url: str) -> str:

@@ -204,6 +204,7 @@ class HubSpotConnector(Connector):
             "POST",
             TOKEN_PATHS[self.config.tokenEndpoint],
             authenticated=False,
+            idempotent=True,
             data={
                 "grant_type": "refresh_token",
                 "client_id": self.credentials["clientId"],
@@ -212,6 +213,9 @@ class HubSpotConnector(Connector):
             },
         )
         body = _json_or_none(response)
+        if response.status_code == 200 and not isinstance(body, dict):
+            # A garbled answer says nothing about the credentials: try again next run.
+            raise RetriableError("HubSpot's token endpoint answered HTTP 200 with invalid JSON")
         if response.status_code != 200 or not isinstance(body, dict):
             raise _token_error(response.status_code, body)
         token = body.get("access_token")
@@ -267,7 +271,8 @@ class HubSpotConnector(Connector):
     async def _read_json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """A read call's status and JSON body; malformed bodies are fetched again."""
         for attempt in range(READ_ATTEMPTS):
-            response = await self._request(method, path, **kwargs)
+            # Searches and batch reads are POSTs, but repeating them changes nothing.
+            response = await self._request(method, path, idempotent=True, **kwargs)
             body = _json_or_none(response)
             if body is not None:
                 return response.status_code, body

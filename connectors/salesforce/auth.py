@@ -100,6 +100,7 @@ class TokenManager:
                 "POST",
                 self.token_url,
                 authenticated=False,
+                idempotent=True,  # a token request changes nothing in the org
                 data=form,
                 headers={"Accept": "application/json"},
             )
