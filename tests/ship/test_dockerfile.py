@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -167,3 +169,90 @@ def test_dockerignore_keeps_exactly_what_copy_needs(parsed: list[tuple[str, str]
         "state.sqlite3",
     ):
         assert ignored(unwanted, patterns), f"{unwanted} would be sent to the build"
+
+
+def builder_stage(parsed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    stages = [i for i, (k, _) in enumerate(parsed) if k == "FROM"]
+    return parsed[stages[0] : stages[1]]
+
+
+def test_builder_steps_produce_a_working_self_contained_install(
+    parsed: list[tuple[str, str]], tmp_path: Path
+) -> None:
+    """Run the builder stage's `uv sync` steps on a copy of the build context (as filtered by
+    .dockerignore), then use the result without the sources, as the runtime stage does.
+    Differences from a real build: the local uv and Python instead of the pinned image's, the
+    warm uv cache instead of --no-cache, no bytecode compilation and link mode (speed)."""
+    uv = tool("uv", "install uv (scripts/bootstrap does)")
+    patterns = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    context = tmp_path / "context"
+    venv = tmp_path / "opt-datasync"
+    context.mkdir()
+    env = dict(os.environ)
+    for variable in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"):
+        env.pop(variable, None)
+    for keyword, rest in builder_stage(parsed):
+        if keyword == "ENV":
+            for name, value in re.findall(r"(\w+)=(\S+)", rest):
+                if name not in ("UV_COMPILE_BYTECODE", "UV_LINK_MODE"):
+                    env[name] = value.replace("/opt/datasync", str(venv))
+        elif keyword == "COPY":
+            for source in shlex.split(rest)[:-1]:
+                origin = REPO / source
+                if origin.is_dir():
+                    shutil.copytree(
+                        origin,
+                        context / source,
+                        ignore=lambda directory, names: [
+                            n
+                            for n in names
+                            if ignored(
+                                str((Path(directory) / n).relative_to(REPO)),
+                                patterns,
+                            )
+                        ],
+                    )
+                else:
+                    shutil.copy2(origin, context / source)
+        elif keyword == "RUN" and "uv sync" in rest:
+            command = rest.replace("--no-cache ", "").replace("/opt/datasync", str(venv))
+            command = re.sub(r"(^|&& )uv ", rf"\1{uv} ", command)
+            result = subprocess.run(
+                ["bash", "-c", command],
+                cwd=context,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
+            assert result.returncode == 0, f"RUN {rest}\n{result.stderr}"
+    assert env["UV_PROJECT_ENVIRONMENT"] == str(venv)
+    shutil.rmtree(context)  # the runtime stage copies only the environment
+
+    datasync = venv / "bin" / "datasync"
+    connectors = subprocess.run(
+        [str(datasync), "connectors"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert connectors.returncode == 0, connectors.stderr
+    for name in ("hubspot", "salesforce", "postgres"):
+        assert f"{name}  (" in connectors.stdout
+    where = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import datasync, datasync_connectors, datasync_operator, importlib.util as u;"
+            "print(datasync.__file__, datasync_operator.__file__, u.find_spec('pytest'))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert where.returncode == 0, where.stderr
+    datasync_file, operator_file, pytest_spec = where.stdout.split()
+    assert datasync_file.startswith(str(venv)) and operator_file.startswith(str(venv))
+    assert pytest_spec == "None"  # --no-dev: no test tools in the image
