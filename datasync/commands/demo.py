@@ -106,7 +106,7 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
             )
 
             say("[bold]Run 1: the first sync[/bold]")
-            first = await _run(demo, "1 first sync", output, console)
+            first = await run_step(demo, "1 first sync", output, console)
             _summary(console, first.summary, text)
             say(
                 "The first run matched contacts by email (ignoring case), created the rest on "
@@ -116,7 +116,7 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
             )
 
             say("[bold]Run 2: the next scheduled run, nothing edited in between[/bold]")
-            second = await _run(demo, "2 nothing changed", output, console)
+            second = await run_step(demo, "2 nothing changed", output, console)
             _summary(console, second.summary, text)
             say(
                 f"It wrote {show.written(second.summary)} records: the records run 1 wrote were "
@@ -136,7 +136,7 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
                 f"{LIST_NAME!r}.\n"
             )
             say("[bold]Run 3: the incremental sync[/bold]")
-            await _run(demo, "3 after the edits", output, console)
+            await run_step(demo, "3 after the edits", output, console)
             _summary(console, demo.runs[-1].summary, text)
             outcomes = demo.outcomes()
             if text:
@@ -163,7 +163,7 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
                 await _keep(demo, Path(workdir), console)
 
 
-async def _run(demo: DemoScenario, label: str, output: str, console: Console) -> RunReport:
+async def run_step(demo: DemoScenario, label: str, output: str, console: Console) -> RunReport:
     report = await demo.sync(label, _progress(output, console))
     if report.summary.result == SyncResult.FAILED:
         _summary(console, report.summary, output == "text")

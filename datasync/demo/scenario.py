@@ -289,10 +289,15 @@ class DemoScenario:
             contact, hubspot_id, salesforce_id = next(picks)
             edit = Edit(contact.key, hubspot_id, salesforce_id, TITLE, kind="conflict")
             self._edit(edit, first)
-            await asyncio.sleep(EDIT_GAP)
+            # Each app stamps edits with its own clock, which runs ahead of the wall clock
+            # after a burst of writes (every write gets its own millisecond): wait until the
+            # first edit's time has passed before the second, so the second is later.
+            ahead = (edit.edits[first] - datetime.now(UTC)).total_seconds()
+            await asyncio.sleep(max(0.0, ahead) + EDIT_GAP)
             self._edit(edit, second)
-            edit.expected = second
-            edit.why = f"changed in both; the {_title(second)} edit is later (MostRecent)"
+            later = max(edit.edits, key=lambda app: edit.edits[app])
+            edit.expected = later
+            edit.why = f"changed in both; the {_title(later)} edit is later (MostRecent)"
             edits.append(edit)
         for _ in range(plan.ties):
             contact, hubspot_id, salesforce_id = next(picks)

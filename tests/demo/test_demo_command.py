@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+from pathlib import Path
 from typing import Any
 
+import click
+import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from datasync.cli import cli
+from datasync.commands.demo import run_step
 from datasync.demo.sample import generate
+from datasync.demo.scenario import DemoScenario
 from datasync.http import ALLOW_LOCAL_ENV
 from tests.demo.expected import expected_first_run
 
@@ -89,3 +96,13 @@ def test_text_output_without_a_terminal() -> None:
     assert "<sandbox-only value" in output  # Secret values hidden without --keep
     assert not _personal_data(output)
     assert "NOT in step" not in output
+
+
+async def test_a_failed_run_stops_the_demo_with_what_to_do(tmp_path: Path) -> None:
+    async with DemoScenario("small", tmp_path) as demo:
+        demo.salesforce.revoke_refresh_token()  # the user uninstalled the app
+        with pytest.raises(click.ClickException) as caught:
+            await run_step(demo, "1 first sync", "json", Console(file=io.StringIO()))
+    message = caught.value.message
+    assert "run '1 first sync' of the demo failed" in message
+    assert "refreshToken" in message and "please report it" in message
