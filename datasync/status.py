@@ -67,6 +67,8 @@ class ConnectionStatus:
     health: Json | None = None
     next_run: datetime | None = None
     api_calls: dict[str, int] = field(default_factory=dict)
+    observed: bool = False  # the operator has written a status
+    stale: bool = False  # the status is about an older generation of the spec
 
     @property
     def key(self) -> str:
@@ -108,6 +110,8 @@ class ConnectionStatus:
             "health": self.health,
             "apiCalls": self.api_calls,
             "nextRunAt": _iso(self.next_run) if self.next_run else None,
+            "observedByOperator": self.observed,
+            "specChangePending": self.stale,
         }
 
 
@@ -189,6 +193,11 @@ def connection_status(obj: Json, now: datetime | None = None) -> ConnectionStatu
         synced=_condition(conditions, "Synced"),
         last_success=status.get("lastSuccessfulSyncAt"),
         next_run=next_run(schedule, suspended, moment),
+        observed=bool(conditions),
+    )
+    generation, observed = meta.get("generation"), status.get("observedGeneration")
+    result.stale = (
+        isinstance(generation, int) and isinstance(observed, int) and observed < generation
     )
     last = _dict(status.get("lastSync"))
     if last:

@@ -201,6 +201,16 @@ def _details(connection: ConnectionStatus, console: Console, now: datetime) -> N
     lines: list[tuple[str, str]] = []
     if connection.goal:
         lines.append(("goal", connection.goal))
+    if not connection.observed:
+        lines.append(
+            (
+                "operator",
+                "no status yet: is the operator running and watching this namespace? "
+                "(kubectl -n datasync-system get deploy; docs/operations.md)",
+            )
+        )
+    elif connection.stale:
+        lines.append(("operator", "has not processed the latest spec change yet"))
     last = connection.last_run or {}
     for label, condition in (
         ("ready", connection.ready),

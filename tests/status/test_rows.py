@@ -59,6 +59,16 @@ def test_suspended_connection_has_no_next_run() -> None:
     row = connection_status(_object(suspend=True), NOW)
     assert row.suspended and row.next_run is None and row.last_run is None
     assert row.ready.status == "Unknown"  # no status yet: not claimed Ready
+    assert not row.observed and row.to_json()["observedByOperator"] is False
+
+
+def test_status_of_an_older_generation_is_flagged() -> None:
+    document = _object(partial_status())
+    document["metadata"]["generation"] = 3
+    row = connection_status(document, NOW)
+    assert row.observed and row.stale  # observedGeneration 1 < generation 3
+    document["metadata"]["generation"] = 1
+    assert not connection_status(document, NOW).stale
 
 
 def test_failed_run_keeps_the_reason_and_next_steps() -> None:

@@ -133,6 +133,7 @@ def test_table_reads_like_the_checklist(control_plane: ControlPlane, connections
         "to salesforce: 760 created, 177 updated",
         "none: spec.suspend is true",
         "no run has finished yet",
+        "is the operator running and watching this namespace?",
         "SecretNotFound",
         "refreshToken of Secret hubspot-oauth",
     ):
