@@ -200,18 +200,21 @@ class HubSpotConnector(Connector):
             return {"Authorization": f"Bearer {self._access_token}"}
 
     async def _refresh_token(self) -> None:
-        response = await self._api.request(
-            "POST",
-            TOKEN_PATHS[self.config.tokenEndpoint],
-            authenticated=False,
-            idempotent=True,
-            data={
-                "grant_type": "refresh_token",
-                "client_id": self.credentials["clientId"],
-                "client_secret": self.credentials["clientSecret"],
-                "refresh_token": self.credentials["refreshToken"],
-            },
-        )
+        try:
+            response = await self._api.request(
+                "POST",
+                TOKEN_PATHS[self.config.tokenEndpoint],
+                authenticated=False,
+                idempotent=True,
+                data={
+                    "grant_type": "refresh_token",
+                    "client_id": self.credentials["clientId"],
+                    "client_secret": self.credentials["clientSecret"],
+                    "refresh_token": self.credentials["refreshToken"],
+                },
+            )
+        except AppUnreachableError:
+            raise self._unreachable() from None
         body = _json_or_none(response)
         if response.status_code == 200 and not isinstance(body, dict):
             # A garbled answer says nothing about the credentials: try again next run.
@@ -248,10 +251,7 @@ class HubSpotConnector(Connector):
                 credential=self._credential_to_check,
             ) from None
         except AppUnreachableError:
-            raise AppUnreachableError(
-                f"HubSpot could not be reached at {self.config.baseUrl}; check the baseUrl "
-                "setting and the network path to it"
-            ) from None
+            raise self._unreachable() from None
         self._note_rate_limit(response)
         if response.status_code == 403:
             raise AuthenticationError(
@@ -261,6 +261,12 @@ class HubSpotConnector(Connector):
                 credential=self._credential_to_check,
             )
         return response
+
+    def _unreachable(self) -> AppUnreachableError:
+        return AppUnreachableError(
+            f"HubSpot could not be reached at {self.config.baseUrl}; check the baseUrl "
+            "setting and the network path to it"
+        )
 
     def _note_rate_limit(self, response: httpx.Response) -> None:
         remaining = response.headers.get("X-HubSpot-RateLimit-Remaining")

@@ -129,15 +129,21 @@ def test_sandbox_urls_need_the_operator_to_allow_them(monkeypatch: pytest.Monkey
     HubSpotConnector({}, {"accessToken": "t"}, AuthType.APP_PARAMETERS)  # the default host
 
 
-async def test_unreachable_app_names_the_base_url_setting(allow_sandbox_urls: None) -> None:
+@pytest.mark.parametrize(
+    ("auth_type", "credentials"),
+    [
+        (AuthType.APP_PARAMETERS, {"accessToken": "pat-na1-x"}),
+        (AuthType.OAUTH, {"clientId": "a", "clientSecret": "b", "refreshToken": "c"}),
+    ],
+)
+async def test_unreachable_app_names_the_base_url_setting(
+    allow_sandbox_urls: None, auth_type: AuthType, credentials: dict[str, str]
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed once the block ends: nothing listens there
     connector = HubSpotConnector(
-        {"baseUrl": f"http://127.0.0.1:{port}"},
-        {"accessToken": "pat-na1-x"},
-        AuthType.APP_PARAMETERS,
-        retry=FAST_RETRY,
+        {"baseUrl": f"http://127.0.0.1:{port}"}, credentials, auth_type, retry=FAST_RETRY
     )
     async with connector:
         with pytest.raises(AppUnreachableError) as raised:
