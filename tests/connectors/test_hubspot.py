@@ -462,3 +462,19 @@ async def test_rate_limited_by_someone_else_waits_for_the_window(oauth: HubSpotH
         found = await connector.read("contacts", ids, FIELDS)
     assert [record.id for record in found] == ids
     assert oauth.sandbox.status_counts.get(429) == 1
+
+
+async def test_writes_are_repeated_only_when_hubspot_cannot_have_acted(
+    oauth: HubSpotHarness,
+) -> None:
+    create = "/crm/v3/objects/contacts/batch/create"
+    async with await oauth.connector() as connector:
+        await connector.check()
+        oauth.sandbox.inject(Fault(kind="status", status=503, path_prefix=create))
+        created = await connector.create("contacts", [oauth.make_record(1)])
+        oauth.sandbox.inject(Fault(kind="status", status=500, path_prefix=create))
+        with pytest.raises(RetriableError):
+            await connector.create("contacts", [oauth.make_record(2)])
+    assert created[0].ok
+    assert oauth.sandbox.path_counts[create] == 3  # 503 + its repeat, then the 500 alone
+    assert len(oauth.sandbox.contacts) == 1
