@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import lupa
 import pytest
 import yaml
 from hypothesis import given
@@ -13,8 +12,9 @@ from hypothesis import strategies as st
 
 from datasync.api.models import DataSyncConnection
 from tests.ship.tools import REPO
+from tests.ship.tools import argocd_health as health
 
-HEALTH_LUA = REPO / "deploy" / "argocd" / "health.lua"
+HEALTH_LUA = REPO / "deploy" / "argocd" / "health.lua"  # also in tools.argocd_health
 ARGOCD_CM = REPO / "deploy" / "argocd" / "argocd-cm.yaml"
 CM_KEY = "resource.customizations.health.datasync.io_DataSyncConnection"
 NOW = "2026-11-28T12:00:00Z"
@@ -64,13 +64,6 @@ def resource(
         document["status"] = body
     # Only realistic samples: the API models must accept them.
     return DataSyncConnection.model_validate(document).model_dump(mode="json", exclude_none=True)
-
-
-def health(obj: dict[str, Any]) -> dict[str, str]:
-    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(HEALTH_LUA.read_text())
-    return dict(result.items())
 
 
 SAMPLES = [

@@ -115,6 +115,8 @@ def test_operator_probes_and_ports_follow_the_cli_contract(default_docs: Docs) -
     assert ports == {"metrics": 8080, "health": 8081}
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # The image's ENTRYPOINT, spelled out (runtimes without image metadata rely on it).
+    assert container["command"] == ["datasync"]
     args = args_of(default_docs)
     assert args[0] == "operator"
     assert "--metrics-port=8080" in args and "--health-port=8081" in args
@@ -349,6 +351,7 @@ def test_helm_test_hooks_run_the_image_hardened(default_docs: Docs) -> None:
         assert container["image"] == "ghcr.io/datasync/datasync:0.1.0"
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
     connectors = next(p for p in pods if p["metadata"]["name"].endswith("connectors"))
+    assert connectors["spec"]["containers"][0]["command"] == ["datasync"]
     assert connectors["spec"]["containers"][0]["args"] == ["connectors"]
     metrics = next(p for p in pods if p["metadata"]["name"].endswith("metrics"))
     script = metrics["spec"]["containers"][0]["command"][-1]

@@ -114,3 +114,13 @@ def tool(name: str, install_hint: str) -> str:
     if found is None:
         pytest.fail(f"`{name}` is not installed; {install_hint}", pytrace=False)
     return found
+
+
+def argocd_health(obj: dict[str, Any]) -> dict[str, str]:
+    """Run deploy/argocd/health.lua as Argo CD does: `obj` global in, `hs` table out."""
+    import lupa
+
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute((REPO / "deploy" / "argocd" / "health.lua").read_text())
+    return dict(result.items())
