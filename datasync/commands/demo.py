@@ -102,7 +102,9 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
             say(demo.manifests_yaml(), markup=False)
             say(
                 f"{ALLOW_LOCAL_ENV}=true is set inside this process only (connectors refuse "
-                "local URLs otherwise); the state store is a temporary SQLite file.\n"
+                "local URLs otherwise); the state store is a temporary SQLite file. The runs "
+                "follow each other within seconds, so the demo sets the engine's re-read "
+                "overlap (2 minutes by default, for app clock lag) to zero.\n"
             )
 
             say("[bold]Run 1: the first sync[/bold]")
