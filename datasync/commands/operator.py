@@ -54,7 +54,7 @@ def _default_image() -> str:
 )
 @click.option(
     "--credentials-check-interval",
-    type=click.FloatRange(min=10),
+    type=click.FloatRange(min=2),
     default=3600,
     show_default=True,
     help="Seconds between periodic credentials checks.",

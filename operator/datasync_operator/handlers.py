@@ -64,15 +64,18 @@ async def on_secret(
         return
     index: kopf.Index[Any, str] = kwargs["secret_index"]
     key = (namespace, name)
+    connections = sorted(set(index.get(key, [])))
+    if not connections:  # most Secrets in a cluster: not ours, not remembered
+        _secret_hashes.pop(key, None)
+        return
     kind = event.get("type")
     digest = "" if kind == "DELETED" else credentials.secret_data_hash(body.get("data"))
     previous = _secret_hashes.get(key)
     _secret_hashes[key] = digest
-    if kind is None or previous == digest:  # initial listing, or metadata-only change
-        return
     if kind == "DELETED":
         _secret_hashes.pop(key, None)
-    connections = sorted(set(index.get(key, [])))
+    if kind is None or previous == digest:  # initial listing, or metadata-only change
+        return
     for connection in connections:
         log.info("Secret %s/%s changed: re-checking connection %s", namespace, name, connection)
         await reconcile.reconcile(reconcile.reference(namespace, connection, None))

@@ -413,6 +413,8 @@ async def record_job(job: Json) -> None:
         summary, reported = runs.summary_of(job, pods, outcome)
         status: Json = body.get("status") or {}
         remembered.recorded_jobs.add(meta["name"])
+        if len(remembered.recorded_jobs) > 100:  # Jobs expire; forget the oldest names
+            remembered.recorded_jobs = set(sorted(remembered.recorded_jobs)[-50:])
         if not _newer(summary, status):
             return
         await _record(kube, body, summary, reported)

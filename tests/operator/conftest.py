@@ -68,9 +68,13 @@ def operator_factory(
         kubeconfig: Path | None = None,
         extra_args: list[str] | None = None,
         log_name: str = "operator.log",
+        cluster_wide: bool = False,
     ) -> OperatorProcess:
         process = OperatorProcess(
-            kubeconfig or control_plane.kubeconfig, [namespace], tmp_path / log_name, extra_args
+            kubeconfig or control_plane.kubeconfig,
+            [] if cluster_wide else [namespace],
+            tmp_path / log_name,
+            extra_args,
         ).start()
         started.append(process)
         return process

@@ -254,7 +254,7 @@ def test_crd_rejects_invalid_resource_before_the_operator(
 def test_periodic_check_notices_credentials_revoked_in_the_app(
     cluster: Cluster, apps: Apps, operator_factory
 ) -> None:  # type: ignore[no-untyped-def]
-    operator = operator_factory(extra_args=["--credentials-check-interval", "10"])
+    operator = operator_factory(extra_args=["--credentials-check-interval", "3"])
     _create_ready(cluster, apps)
     first = cluster.wait_condition("crm", "CredentialsValid", "True")
     # Revoked on the app's side: nothing changes in the cluster, only the periodic check

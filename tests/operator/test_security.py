@@ -159,31 +159,65 @@ def test_chart_rbac_is_cluster_wide_or_per_namespace(control_plane: Any) -> None
 
 
 @pytest.mark.usefixtures("pod_runner")
+@pytest.mark.parametrize("cluster_wide", [False, True], ids=["namespaced", "cluster-wide"])
 def test_operator_works_with_exactly_the_chart_rbac(
-    cluster: Cluster, apps: Apps, control_plane: Any, operator_factory: Any
+    cluster: Cluster, apps: Apps, control_plane: Any, operator_factory: Any, cluster_wide: bool
 ) -> None:
     ns = cluster.namespace
     helm = control_plane.binary("helm")
-    rendered = _helm(
-        helm,
-        "--namespace",
-        ns,
-        "--set",
-        f"watchNamespaces={{{ns}}}",
-        "--show-only",
-        "templates/rbac.yaml",
-        "--show-only",
-        "templates/serviceaccount.yaml",
-    )
+    release = f"ds-{ns[-6:]}"  # cluster-scoped names must not clash between tests
+    scope = [] if cluster_wide else ["--set", f"watchNamespaces={{{ns}}}"]
+    rendered = subprocess.run(
+        [
+            str(helm),
+            "template",
+            release,
+            str(CHART),
+            "--namespace",
+            ns,
+            *scope,
+            "--show-only",
+            "templates/rbac.yaml",
+            "--show-only",
+            "templates/serviceaccount.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     documents = [d for d in yaml.safe_load_all(rendered) if d]
-    assert {d["kind"] for d in documents} == {"ServiceAccount", "Role", "RoleBinding"}
+    expected = (
+        {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
+        if cluster_wide
+        else {"ServiceAccount", "Role", "RoleBinding"}
+    )
+    assert {d["kind"] for d in documents} == expected
     control_plane.kubectl("apply", "-f", "-", input=rendered)
+    try:
+        _run_through(cluster, apps, control_plane, operator_factory, documents, cluster_wide)
+    finally:
+        if cluster_wide:
+            control_plane.kubectl(
+                "delete", "-f", "-", "--ignore-not-found", input=rendered, check=False
+            )
+
+
+def _run_through(
+    cluster: Cluster,
+    apps: Apps,
+    control_plane: Any,
+    operator_factory: Any,
+    documents: list[dict[str, Any]],
+    cluster_wide: bool,
+) -> None:
+    ns = cluster.namespace
     account = next(d for d in documents if d["kind"] == "ServiceAccount")["metadata"]["name"]
     token = cluster.core.create_namespaced_service_account_token(
         account, ns, {"spec": {"expirationSeconds": 3600}}
     ).status.token
     kubeconfig = control_plane.kubeconfig_for_token(token)
-    operator = operator_factory(kubeconfig=kubeconfig)
+    operator = operator_factory(kubeconfig=kubeconfig, cluster_wide=cluster_wide)
 
     cluster.create_secret("salesforce-auth", apps.salesforce_secret())
     cluster.create(connection("crm", apps.source(), apps.destination(), suspend=True))
