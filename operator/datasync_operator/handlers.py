@@ -178,5 +178,8 @@ def settings(namespaces: tuple[str, ...]) -> kopf.OperatorSettings:
     configured.scanning.disabled = True
     configured.peering.standalone = True
     configured.execution.max_workers = 8
+    # SIGTERM lets in-flight handlers finish (a credentials check takes up to 20 s) within
+    # the pod's 30 s termination grace period.
+    configured.queueing.exit_timeout = 25
     configured.networking.request_timeout = 60
     return configured

@@ -292,3 +292,37 @@ def test_spec_the_crd_accepts_but_the_models_reject_is_not_ready(
     cluster.wait_condition("crm", "Ready", "True")
     config = cluster.core.read_namespaced_config_map("crm-connection", cluster.namespace)
     assert "app: salesforce" in config.data["connection.yaml"]
+
+
+def test_sigterm_lets_the_in_flight_reconcile_finish(
+    cluster: Cluster, apps: Apps, operator_factory
+) -> None:  # type: ignore[no-untyped-def]
+    from datasync.sandbox import Fault
+
+    operator = operator_factory()
+    _create_ready(cluster, apps)
+    before = cluster.wait_condition("crm", "CredentialsValid", "True")
+    checked = cluster.get("crm")["status"]["credentialsCheckedAt"]
+    cron_version = cluster.cron_job("crm-sync").metadata.resource_version
+    apps.hubspot.inject(Fault(kind="slow", delay=4, count=100))
+    time.sleep(1)  # credentialsCheckedAt has a one-second resolution
+    # A new key: a credentials check (slow now) and a CronJob update follow.
+    cluster.replace_secret("hubspot-auth", {**apps.hubspot_secret(), "note": "rotated"})
+    wait_for(
+        lambda: apps.hubspot.requests_served > 0 and "re-checking" in operator.log_text(),
+        10,
+        "the re-check to start",
+    )
+    time.sleep(0.5)
+    assert operator.stop() == 0
+    status = cluster.get("crm")["status"]
+    assert status["credentialsCheckedAt"] > checked
+    assert cluster.condition("crm", "CredentialsValid")["status"] == before["status"]
+    cron = cluster.cron_job("crm-sync")
+    assert cron.metadata.resource_version != cron_version
+    items = [
+        i.path
+        for s in cron.spec.job_template.spec.template.spec.volumes[1].projected.sources
+        for i in s.secret.items
+    ]
+    assert "source/note" in items
