@@ -102,6 +102,14 @@ class SetupError(Exception):
     show_default=True,
 )
 @click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    envvar="DATASYNC_LOG_LEVEL",
+    show_default=True,
+    help="Log level of datasync and its connectors (no level logs secrets or values).",
+)
+@click.option(
     "--termination-log",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="DATASYNC_TERMINATION_LOG",
@@ -117,6 +125,7 @@ def command(
     dry_run: bool,
     output: str,
     log_format: str,
+    log_level: str,
     termination_log: Path | None,
     job_name: str | None,
 ) -> None:
@@ -128,7 +137,7 @@ def command(
                --secrets-dir /etc/datasync/secrets --state URL --termination-log PATH
     Exit codes: 0 Succeeded, 2 PartiallySucceeded, 1 Failed.
     """
-    _configure_logging(log_format)
+    _configure_logging(log_format, log_level)
     started = datetime.now(UTC)
     try:
         summary = _run(
@@ -396,13 +405,14 @@ class _JsonFormatter(logging.Formatter):
         )
 
 
-def _configure_logging(log_format: str) -> None:
+def _configure_logging(log_format: str, log_level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    root = logging.getLogger("datasync")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
+    for name in ("datasync", "datasync_connectors"):
+        root = logging.getLogger(name)
+        root.handlers[:] = [handler]
+        root.setLevel(log_level.upper())
+        root.propagate = False
