@@ -11,7 +11,11 @@ from datasync.http import ALLOW_LOCAL_ENV, ALLOWED_HOSTS_ENV
 
 
 def _default_image() -> str:
-    return os.environ.get("DATASYNC_SYNC_IMAGE", "ghcr.io/datasync/datasync:latest")
+    from importlib.metadata import version
+
+    return (
+        os.environ.get("DATASYNC_SYNC_IMAGE") or f"ghcr.io/datasync/datasync:{version('datasync')}"
+    )
 
 
 @click.command(name="operator")
@@ -95,7 +99,7 @@ def command(
 ) -> None:
     """Run the Kubernetes operator that manages DataSyncConnections."""
     from datasync_operator.config import OperatorConfig
-    from datasync_operator.main import run
+    from datasync_operator.main import SetupError, run
 
     config = OperatorConfig(
         sync_image=sync_image,
@@ -127,10 +131,13 @@ def command(
         raise click.UsageError(
             "no Kubernetes credentials: pass --kubeconfig, set KUBECONFIG, or run in a pod"
         )
-    run(
-        config,
-        kubeconfig=kubeconfig,
-        metrics_port=metrics_port,
-        health_port=health_port,
-        log_format=log_format,
-    )
+    try:
+        run(
+            config,
+            kubeconfig=kubeconfig,
+            metrics_port=metrics_port,
+            health_port=health_port,
+            log_format=log_format,
+        )
+    except SetupError as error:
+        raise click.ClickException(str(error)) from None

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from . import naming
-from .kube import Json, Kube
+from .kube import Json, Kube, KubeError
 
 PLURALS = {
     ("v1", "ServiceAccount"): "serviceaccounts",
@@ -21,6 +21,10 @@ class Outcome(StrEnum):
     CREATED = "Created"
     UPDATED = "Updated"
     UNCHANGED = "Unchanged"
+
+
+class RejectedChangeError(Exception):
+    """The API refused the update (e.g. shrinking a claim); the stored object stays."""
 
 
 class NotOwnedError(Exception):
@@ -72,7 +76,15 @@ async def ensure(kube: Kube, desired: Json) -> tuple[Outcome, Json]:
             },
             "spec": {"resources": desired["spec"]["resources"]},
         }
-        return Outcome.UPDATED, await kube.merge_patch(object_path(desired), patch)
+        try:
+            return Outcome.UPDATED, await kube.merge_patch(object_path(desired), patch)
+        except KubeError as error:
+            if error.status == 422:
+                raise RejectedChangeError(
+                    f"PersistentVolumeClaim {desired['metadata']['name']} keeps its current "
+                    f"size: {error.message}"
+                ) from None
+            raise
     replacement = dict(desired)
     replacement["metadata"] = {
         **desired["metadata"],

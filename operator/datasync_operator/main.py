@@ -13,6 +13,10 @@ from .config import OperatorConfig, set_current
 log = logging.getLogger(__name__)
 
 
+class SetupError(Exception):
+    """The operator cannot start; the message says what to fix."""
+
+
 class _QuietWatchEvents(logging.Filter):
     """Kopf logs every watch-event handler call; for Secrets and Jobs cluster-wide that is
     noise at INFO. Failures still pass (they are WARNING or above)."""
@@ -40,8 +44,18 @@ def run(
     )
     logging.getLogger("kopf.objects").addFilter(_QuietWatchEvents())
     set_current(config)
-    kube.set_client(kube.Kube(kube.load_credentials(kubeconfig)))
-    metrics.serve(metrics_port)
+    try:
+        credentials = kube.load_credentials(kubeconfig)
+    except Exception as error:  # kubernetes.config raises several types
+        raise SetupError(f"cannot load Kubernetes credentials: {error}") from None
+    kube.set_client(kube.Kube(credentials))
+    try:
+        metrics.serve(metrics_port)
+    except OSError as error:
+        raise SetupError(
+            f"cannot serve metrics on port {metrics_port}: {error.strerror}; "
+            "choose another --metrics-port"
+        ) from None
     registry = kopf.OperatorRegistry()
     handlers.register(registry)
     scope = {"namespaces": list(config.namespaces)} if config.namespaces else {"clusterwide": True}

@@ -29,7 +29,7 @@ from datasync.api.models import (
 )
 
 from . import conditions, credentials, metrics, naming, resources, runs
-from .apply import NotOwnedError, Outcome, ensure
+from .apply import NotOwnedError, Outcome, RejectedChangeError, ensure
 from .config import current
 from .kube import Json, Kube, KubeError, client, core_path, group_path
 
@@ -283,7 +283,10 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
     cron: Json | None = None
     try:
         for manifest in wanted:
-            await _ensure_and_report(kube, body, manifest)
+            try:
+                await _ensure_and_report(kube, body, manifest)
+            except RejectedChangeError as error:
+                pending.append(("Warning", "StateClaimUnchanged", str(error)))
         if resolution.ok:
             mounts = resources.secret_mounts(
                 {d: (secret, keys) for d, (secret, keys) in resolution.mounts.items()}

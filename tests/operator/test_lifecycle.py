@@ -326,3 +326,25 @@ def test_sigterm_lets_the_in_flight_reconcile_finish(
         for i in s.secret.items
     ]
     assert "source/note" in items
+
+
+def test_a_claim_the_api_will_not_resize_is_reported_not_retried_forever(
+    cluster: Cluster, apps: Apps, operator: OperatorProcess
+) -> None:
+    _create_ready(cluster, apps)
+    # The claim is unbound here (no provisioner), and an unbound claim's spec is immutable.
+    cluster.patch("crm", {"spec": {"state": {"size": "2Gi"}, "schedule": "7 * * * *"}})
+    wait_for(
+        lambda: [e for e in cluster.events("crm") if e.reason == "StateClaimUnchanged"],
+        30,
+        "a StateClaimUnchanged warning",
+    )
+    wait_for(
+        lambda: cluster.cron_job("crm-sync").spec.schedule == "7 * * * *",
+        30,
+        "the CronJob to be updated all the same",
+    )
+    claim = cluster.core.read_namespaced_persistent_volume_claim("crm-state", cluster.namespace)
+    assert claim.spec.resources.requests["storage"] == "1Gi"
+    cluster.wait_condition("crm", "Ready", "True")
+    assert "Traceback" not in operator.log_text()
