@@ -452,6 +452,10 @@ def test_chart_operator_pod_runs_namespaced_and_reconciles_an_example(
         )
         assert health["status"] == expected, (health, obj["status"])
     finally:
+        # While the operator still runs, so it removes its finalizer from the connection.
+        control_plane.kubectl(
+            "delete", "dsc", "--all", "-n", namespace, "--timeout=30s", check=False
+        )
         helm(
             "uninstall",
             release,
