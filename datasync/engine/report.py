@@ -33,12 +33,19 @@ def direction_of(target: Side) -> str:
 
 
 class Report:
+    """Counts of one run. A record (side, id) is counted at most once as skipped, and once
+    as failing (plus once per distinct failure reason in `byReason`), however many passes
+    or fields meet it: the two passes of a TwoWay run can both see the same record."""
+
     def __init__(self) -> None:
         self.records = RecordCounts()
         self.skipped: Counter[str] = Counter()
         self.by_reason: Counter[str] = Counter()
         self.failure_total = 0
         self.samples: list[FailureSample] = []
+        self._skipped_records: set[tuple[Side, str]] = set()
+        self._failed_records: set[tuple[Side, str]] = set()
+        self._failed_reasons: set[tuple[Side, str, str]] = set()
 
     def counts(self, target: Side) -> DirectionCounts:
         counts: DirectionCounts = getattr(self.records, direction_of(target))
@@ -47,9 +54,15 @@ class Report:
     def read(self, origin: Side, count: int) -> None:
         self.counts(_other(origin)).read += count
 
-    def skip(self, origin: Side, reason: str, count: int = 1) -> None:
-        self.counts(_other(origin)).skipped += count
-        self.skipped[reason] += count
+    def skip(self, origin: Side, record_id: str, reason: str) -> bool:
+        """Count `record_id` of `origin` as skipped; False if this run already did."""
+        key = (origin, record_id)
+        if key in self._skipped_records:
+            return False
+        self._skipped_records.add(key)
+        self.counts(_other(origin)).skipped += 1
+        self.skipped[reason] += 1
+        return True
 
     def sample(
         self,
@@ -85,8 +98,14 @@ class Report:
         code: str | None = None,
         values: Iterable[Any] = (),
     ) -> None:
-        self.failure_total += 1
-        self.by_reason[reason] += 1
+        key = (app, record_id)
+        # "*" stands for a whole read that stopped, not a record: each one counts.
+        if record_id == "*" or key not in self._failed_records:
+            self.failure_total += 1
+            self._failed_records.add(key)
+        if record_id == "*" or (app, record_id, reason) not in self._failed_reasons:
+            self.by_reason[reason] += 1
+            self._failed_reasons.add((app, record_id, reason))
         self.sample(app, record_id, reason, message, field=field, code=code, values=values)
 
     def failures(self) -> Failures:

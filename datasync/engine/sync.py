@@ -238,6 +238,7 @@ class _Run:
         self.ends: dict[Side, Endpoint] = {}
         self.kinds: dict[str, str] = {}
         self.chunk = 1
+        self.list_refreshed: set[Side] = set()  # sides whose list the store mirrors now
 
     # ------------------------------------------------------------------ setup
     async def execute(self) -> None:
@@ -296,8 +297,9 @@ class _Run:
         self.progress.started(side, "reading")
         try:
             async for page in end.connector.read_changed(self.object_type, since, end.fields):
-                for chunk in chunks(page.records, self.chunk):
-                    hold = _min(hold, await self.process(side, chunk))
+                # The whole page at once (it is in memory already): the connectors split
+                # each call into their largest batches, so lookups and writes fill them.
+                hold = _min(hold, await self.process(side, page.records))
                 latest = _max(latest, _utc(page.watermark))
                 self.save_watermark(side, latest, hold)
         except RetriableError as exc:
@@ -330,7 +332,8 @@ class _Run:
             missing = set(todo) - {record.id for record in records}
             if missing:
                 # A failing record deleted in its own app leaves the scope.
-                self.report.skip(side, "Deleted", len(missing))
+                for record_id in sorted(missing):
+                    self.report.skip(side, record_id, "Deleted")
                 if not self.dry_run:
                     self.store.clear_health(side, missing)
             await self.process(side, records)
@@ -360,6 +363,8 @@ class _Run:
         left = self.store.list_sweep(side, generation)
         known = set(self.store.pairs_for(side, left)) | set(self.store.health_for(side, left))
         self.store.mark_excluded(side, {record_id: "NotInList" for record_id in known})
+        # The store now holds exactly the list's members: scope() asks it, not the app.
+        self.list_refreshed.add(side)
 
     # ------------------------------------------------------------------ one chunk
     async def process(self, side: Side, records: list[Record]) -> datetime | None:
@@ -384,7 +389,9 @@ class _Run:
         """Why each record may not leave its app (None: it may)."""
         end = self.ends[side]
         members: set[str] | None = None
-        if end.list_ref is not None and records:
+        if end.list_ref is not None and records and side in self.list_refreshed:
+            members = self.store.list_known(side, [r.id for r in records])
+        elif end.list_ref is not None and records:
             members = set()
             for chunk in chunks([r.id for r in records], end.connector.max_batch_size):
                 members |= await end.connector.list_members(end.list_ref, chunk)
@@ -537,8 +544,7 @@ class _Run:
         if not reasons:
             return
         for record_id, reason in reasons.items():
-            self.report.skip(side, reason)
-            if reason in SAMPLED_SKIPS:
+            if self.report.skip(side, record_id, reason) and reason in SAMPLED_SKIPS:
                 self.report.sample(side, record_id, reason, _SKIP_MESSAGES.get(reason, reason))
         if not self.dry_run:
             self.store.mark_excluded(side, reasons)
@@ -834,8 +840,8 @@ class _Run:
             if work.fresh or prints != work.pair.fingerprint:
                 to_save.append(Pair(work.pair.source_id, work.pair.destination_id, prints, now))
         for side in SIDES:
-            for reason in excluded[side].values():
-                self.report.skip(side, reason)
+            for record_id, reason in excluded[side].items():
+                self.report.skip(side, record_id, reason)
         if self.dry_run:
             return
         with self.store.batch():

@@ -55,6 +55,12 @@ def test_json_output_matches_the_sample_and_the_edits() -> None:
     )
     assert first["health"]["excluded"]["NotInList"] == expected.not_in_list
     assert first["health"]["excluded"]["OptedOut"] == expected.opted_out
+    # Each skipped record is counted once, though both passes meet those with a match.
+    assert first["skipped"]["NotInList"] == expected.not_in_list
+    assert first["skipped"]["OptedOut"] == expected.opted_out
+    assert sum(first["skipped"].values()) == (
+        first["records"]["toDestination"]["skipped"] + first["records"]["toSource"]["skipped"]
+    )
     created = first["records"]["toDestination"]["created"] + first["records"]["toSource"]["created"]
     assert created > 0
     for sample_record in first["failures"]["samples"]:

@@ -118,3 +118,28 @@ async def test_opted_out_contacts_are_filtered_with_their_reason() -> None:
     assert summary.skipped == {"OptedOut": 1}
     assert summary.health.excluded == {"OptedOut": 1}
     assert summary.result == SyncResult.SUCCEEDED
+
+
+async def test_an_out_of_scope_record_with_a_counterpart_is_skipped_once_per_run() -> None:
+    optout_filter = {
+        "app": "source",
+        "field": "optout",
+        "operator": "NotEquals",
+        "values": ["true"],
+        "reason": "OptedOut",
+    }
+    world = World(inclusionList={"app": "source", "list": "newsletter"}, filters=[optout_filter])
+    member = world.a.add(email="in@example.com", firstname="In", lastname="L")
+    world.a.add(email="out@example.com", firstname="Out", lastname="L")
+    opted = world.a.add(email="opted@example.com", firstname="Opt", lastname="L", optout=True)
+    world.a.lists["newsletter"] = {member, opted}
+    # Both out-of-scope records have a counterpart: the b pass meets them again.
+    world.b.add(Email="out@example.com", FirstName="OutB", LastName="B")
+    world.b.add(Email="opted@example.com", FirstName="OptB", LastName="B")
+
+    summary = await world.sync()
+
+    assert summary.skipped == {"NotInList": 1, "OptedOut": 1}
+    assert summary.records.toDestination.skipped == 2
+    assert summary.records.toSource.skipped == 0
+    assert summary.health.excluded == {"NotInList": 1, "OptedOut": 1}

@@ -195,3 +195,121 @@ def test_one_way_source_changes_land_and_nothing_flows_back(
             synced = a
 
     asyncio.run(scenario())
+
+
+person = st.fixed_dictionaries(
+    {
+        "in_a": st.booleans(),
+        "in_b": st.booleans(),
+        "listed": st.booleans(),
+        "a_optout": st.sampled_from([None, False, True]),
+        "b_optout": st.sampled_from([None, False, True]),
+    }
+)
+scope_edit = st.tuples(
+    st.sampled_from(["list", "unlist", "optout_a", "optout_b", "name_a", "name_b"]),
+    st.integers(0, len(EMAILS) - 1),
+    st.booleans(),
+)
+
+
+def _optout_filter(app: str, field: str) -> dict[str, Any]:
+    return {
+        "app": app,
+        "field": field,
+        "operator": "NotEquals",
+        "values": ["true"],
+        "reason": "OptedOut",
+    }
+
+
+def _out_of_scope(world: World, filtered: set[str]) -> set[tuple[str, str]]:
+    """Records that may not leave their app: a's outside the list, opted-out ones."""
+    members = world.a.lists["newsletter"]
+    out = set()
+    for record_id, stored in world.a.records.items():
+        opted = "source" in filtered and stored.fields.get("optout") is True
+        if record_id not in members or opted:
+            out.add(("a", record_id))
+    for record_id, stored in world.b.records.items():
+        if "destination" in filtered and stored.fields.get("OptOut") is True:
+            out.add(("b", record_id))
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    people=st.lists(person, min_size=len(EMAILS), max_size=len(EMAILS)),
+    filtered=st.sets(st.sampled_from(["source", "destination"])),
+    edits=st.lists(st.lists(scope_edit, max_size=4), max_size=3),
+    system=st.sampled_from(["source", "destination"]),
+    batch=st.integers(1, 4),
+)
+def test_each_skipped_record_is_counted_once_per_run(
+    people: list[dict[str, Any]],
+    filtered: set[str],
+    edits: list[list[tuple[str, int, bool]]],
+    system: str,
+    batch: int,
+) -> None:
+    async def scenario() -> None:
+        filters = [
+            _optout_filter(app, "optout" if app == "source" else "OptOut")
+            for app in sorted(filtered)
+        ]
+        world = World(
+            inclusionList={"app": "source", "list": "newsletter"},
+            filters=filters,
+            systemOfRecord=system,
+            max_batch_size=batch,
+            page_size=batch + 1,
+        )
+        world.a.lists["newsletter"] = set()
+        for email, who in zip(EMAILS, people, strict=True):
+            if who["in_a"]:
+                record_id = world.a.add(email=email, lastname="A", optout=who["a_optout"])
+                if who["listed"]:
+                    world.a.lists["newsletter"].add(record_id)
+            if who["in_b"]:
+                world.b.add(Email=email, LastName="B", OptOut=who["b_optout"])
+
+        # First sync: every record is read, so each out-of-scope record is skipped once.
+        before = _out_of_scope(world, filtered)
+        summary = await world.sync()
+        assert sum(summary.skipped.values()) == len(before)
+        _check_consistent(summary)
+
+        for round_of_edits in edits:
+            for kind, index, flag in round_of_edits:
+                _edit_scope(world, kind, EMAILS[index], flag)
+            before = _out_of_scope(world, filtered)
+            summary = await world.sync()
+            # Only out-of-scope records are skipped here, each at most once.
+            assert sum(summary.skipped.values()) <= len(before | _out_of_scope(world, filtered))
+            _check_consistent(summary)
+
+    asyncio.run(scenario())
+
+
+def _check_consistent(summary: Any) -> None:
+    records = summary.records
+    assert sum(summary.skipped.values()) == records.toDestination.skipped + records.toSource.skipped
+    assert summary.failures.total == 0
+
+
+def _edit_scope(world: World, kind: str, email: str, flag: bool) -> None:
+    app = world.a if kind in ("list", "unlist", "optout_a", "name_a") else world.b
+    found = app.find(email)
+    if not found:
+        return
+    record_id = found[0]
+    if kind == "list":
+        world.a.lists["newsletter"].add(record_id)
+    elif kind == "unlist":
+        world.a.lists["newsletter"].discard(record_id)
+    elif kind == "optout_a":
+        app.edit(record_id, optout=flag)
+    elif kind == "optout_b":
+        app.edit(record_id, OptOut=flag)
+    else:
+        app.edit(record_id, **{"lastname" if app is world.a else "LastName": f"N{flag}"})

@@ -117,7 +117,10 @@ async def test_types_formats_options_and_read_only_fields() -> None:
     assert world.b.get(g)["Status"] == "Closed Won"
     (b,) = world.b.find("b@example.com")
     assert set(world.b.get(b)) == {"Email", "LastName"}
-    assert summary.failures.byReason == {"InvalidFormat": 3, "InvalidOption": 1}
+    # Counted per record: b failed 3 fields as InvalidFormat and 1 as InvalidOption.
+    assert summary.failures.total == 1
+    assert summary.failures.byReason == {"InvalidFormat": 1, "InvalidOption": 1}
+    assert len(summary.failures.samples) == 4  # one sample per field, to see which
     assert all(s.recordId == b for s in summary.failures.samples)
     assert all(
         "many" not in s.message and "someday" not in s.message for s in summary.failures.samples
