@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -239,16 +240,24 @@ def test_deleting_the_connection_garbage_collects_everything(
 
 
 def test_crd_rejects_invalid_resource_before_the_operator(
-    cluster: Cluster, apps: Apps, operator: OperatorProcess
-) -> None:
+    cluster: Cluster, apps: Apps, operator_factory
+) -> None:  # type: ignore[no-untyped-def]
+    operator = operator_factory(extra_args=["--log-format", "json"])
     bad = connection("bad", apps.source(), apps.destination(), schedule="every minute")
     with pytest.raises(ApiException) as raised:
         cluster.create(bad)
     assert raised.value.status == 422
     assert "schedule" in str(raised.value.body)
-    time.sleep(1)
-    assert not cluster.batch.list_namespaced_cron_job(cluster.namespace).items
-    assert "bad" not in operator.log_text()
+    _create_ready(cluster, apps, name="good")
+    assert not [
+        j
+        for j in cluster.batch.list_namespaced_cron_job(cluster.namespace).items
+        if j.metadata.name.startswith("bad")
+    ]
+    lines = operator.log_text().splitlines()
+    assert lines and all(json.loads(line)["message"] for line in lines)
+    assert not [line for line in lines if '"bad"' in line or "/bad" in line]
+    assert apps.hubspot_secret()["accessToken"] not in operator.log_text()
 
 
 def test_periodic_check_notices_credentials_revoked_in_the_app(
