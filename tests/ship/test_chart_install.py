@@ -380,7 +380,9 @@ def test_chart_operator_pod_runs_namespaced_and_reconciles_an_example(
     )
     runner = PodRunner(
         control_plane.kubeconfig,
-        label_selector=f"app.kubernetes.io/instance={release},app.kubernetes.io/component=operator",
+        label_selector=(
+            f"app.kubernetes.io/instance={release},app.kubernetes.io/component in (operator,test)"
+        ),
         namespaces=[namespace],
         state_dir=tmp_path / "podrunner",
         node_name=f"ship-{release}",
@@ -451,6 +453,23 @@ def test_chart_operator_pod_runs_namespaced_and_reconciles_an_example(
             else "Progressing"
         )
         assert health["status"] == expected, (health, obj["status"])
+
+        # `helm test`: the connectors hook runs the image's entry point. (The metrics hook
+        # needs cluster DNS for the Service name, which the pod runner does not provide.)
+        tested = helm(
+            "test",
+            release,
+            "--namespace",
+            namespace,
+            "--timeout",
+            "90s",
+            "--filter",
+            f"name={release}-datasync-test-connectors",
+            kubeconfig=control_plane.kubeconfig,
+        )
+        assert "Phase:          Succeeded" in tested.stdout, tested.stdout
+        hook_log = runner.logs(namespace, f"{release}-datasync-test-connectors")
+        assert "hubspot" in hook_log and "postgres" in hook_log, hook_log
     finally:
         # While the operator still runs, so it removes its finalizer from the connection.
         control_plane.kubectl(
