@@ -80,3 +80,16 @@ def test_sync_now_runs_a_real_sync_between_sandboxes(
     assert _metric(metrics, "datasync_sync_last_success_timestamp_seconds", **key)
     assert _metric(metrics, "datasync_connection_ready", **key) == 1
     assert "example.com" not in metrics
+
+    # The SQLite state lives on the connection's claim (the pod runner keeps claims as
+    # directories), and a second run finds everything in step.
+    claim_dir = pod_runner.state_dir / "pv" / cluster.namespace / "crm-state"  # type: ignore[attr-defined]
+    assert list(claim_dir.rglob("*.sqlite3"))
+    cluster.patch("crm", {"metadata": {"annotations": {"datasync.io/sync-now": "run-2"}}})
+    second = wait_for(
+        lambda: (recorded() or {}).get("job") != last["job"] and recorded(), 120, "a second run"
+    )
+    assert second["result"] == "Succeeded", second
+    assert second["records"]["toDestination"]["created"] == 0
+    assert cluster.get("crm")["status"]["health"]["inSync"] == len(CONTACTS)
+    assert len(apps.salesforce.records()) == len(CONTACTS)
