@@ -93,3 +93,40 @@ def test_sync_now_runs_a_real_sync_between_sandboxes(
     assert second["records"]["toDestination"]["created"] == 0
     assert cluster.get("crm")["status"]["health"]["inSync"] == len(CONTACTS)
     assert len(apps.salesforce.records()) == len(CONTACTS)
+
+
+def test_postgresql_state_store_reaches_the_pod_through_the_mounted_dsn(
+    cluster: Cluster, apps: Apps, operator: OperatorProcess, postgres_dsn: str
+) -> None:
+    import psycopg
+
+    apps.hubspot.load(CONTACTS[:2])
+    cluster.create_secret("hubspot-auth", apps.hubspot_secret())
+    cluster.create_secret("salesforce-auth", apps.salesforce_secret())
+    cluster.create_secret("state-db", {"dsn": postgres_dsn})
+    cluster.create(
+        connection(
+            "crm",
+            apps.source(),
+            apps.destination(),
+            direction="OneWay",
+            suspend=True,
+            state={"type": "PostgreSQL", "secretRef": {"name": "state-db"}},
+        )
+    )
+    cluster.wait_condition("crm", "Ready", "True")
+    assert not cluster.core.list_namespaced_persistent_volume_claim(cluster.namespace).items
+    cluster.patch("crm", {"metadata": {"annotations": {"datasync.io/sync-now": "pg"}}})
+    last = wait_for(
+        lambda: (cluster.get("crm").get("status") or {}).get("lastSync"),
+        120,
+        "the run to be recorded",
+    )
+    assert last["result"] == "Succeeded", last
+    assert last["records"]["toDestination"]["created"] == 2
+    with psycopg.connect(postgres_dsn) as db:
+        tables = db.execute(
+            "select count(*) from information_schema.tables where table_schema not in "
+            "('pg_catalog', 'information_schema')"
+        ).fetchone()
+    assert tables is not None and tables[0] > 0  # the state store's tables
