@@ -47,7 +47,7 @@ from .settings import (
     parse_settings,
     split_table_name,
 )
-from .values import check_value, dumps, to_json_value
+from .values import check_value, dumps, for_column, to_json_value
 
 OBJECT_TYPE = "contacts"
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
@@ -557,7 +557,7 @@ class PostgresConnector(Connector):
             error = check_value(column, value)
             if error is not None:
                 return {}, tuple(dropped), error
-            values[name] = value
+            values[name] = for_column(column, value)
         if creating:
             for column in table.columns.values():
                 needed = not column.nullable and not column.has_default

@@ -112,9 +112,21 @@ def check_value(column: Column, value: Any) -> RecordError | None:
 
 
 def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, (dict, list)):
+        return dumps(value)
+    return str(value)
+
+
+def for_column(column: Column, value: Any) -> Any:
+    """The value to send: text columns get exactly the text that was length-checked
+    (PostgreSQL would print a JSON number its own way, e.g. 1e-300 in full)."""
+    if column.is_text and value is not None:
+        return _as_text(value)
+    return value
 
 
 def _as_integer(value: Any) -> int | None:
