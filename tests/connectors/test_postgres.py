@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -954,7 +955,10 @@ async def test_a_server_that_never_answers_times_out_naming_host_and_port(
     harness: PostgresHarness,
 ) -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # accept the connection, never speak the protocol
+        # Accept the connection, never speak the protocol; give up after a while so the
+        # server can always shut down.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader.read(), timeout=10)
         writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
