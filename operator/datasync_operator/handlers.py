@@ -141,9 +141,10 @@ def register(registry: kopf.OperatorRegistry) -> None:
     kopf.on.login(registry=registry)(login)
     kopf.on.startup(registry=registry)(on_startup)
     kopf.on.cleanup(registry=registry)(on_cleanup)
-    kopf.on.create(*connections, registry=registry, id="create")(on_connection)
-    kopf.on.update(*connections, registry=registry, id="update")(on_connection)
-    kopf.on.resume(*connections, registry=registry, id="resume")(on_resume)
+    # A failed reconcile (API hiccup, conflict) is retried soon, not after Kopf's 60 s.
+    kopf.on.create(*connections, id="create", registry=registry, backoff=5)(on_connection)
+    kopf.on.update(*connections, id="update", registry=registry, backoff=5)(on_connection)
+    kopf.on.resume(*connections, id="resume", registry=registry, backoff=5)(on_resume)
     kopf.on.event(*connections, registry=registry, id="forget")(on_connection_event)
     kopf.index(*connections, registry=registry, id="secret_index")(secret_index)
     kopf.on.event("", "v1", "secrets", registry=registry, id="secrets")(on_secret)
