@@ -15,6 +15,10 @@ from datasync.api.models import (
 )
 from datasync.connector import ConfigurationError, Connector, FieldType, ObjectSchema
 
+# The canonical name (in Connector.standard_fields) of a contact's email opt-out flag. A
+# mapping of that field follows the consent rule: the sync never clears an opt-out.
+OPT_OUT = "emailOptOut"
+
 
 @dataclass(frozen=True)
 class ResolvedMapping:
@@ -26,6 +30,7 @@ class ResolvedMapping:
     required: bool = False
     blank_overwrites: bool = False
     identity: bool = False
+    opt_out: bool = False  # maps a connector's standard emailOptOut field
     origin: str = "default"  # "default", "identity" or "spec.mappings.fields[i]"
 
     @property
@@ -94,6 +99,10 @@ def resolve_mappings(
         if m.source not in custom_sources and m.destination not in custom_destinations
     ]
     candidates.extend(custom)
+    opt_out_fields = (
+        source.standard_fields.get(object_type, {}).get(OPT_OUT),
+        destination.standard_fields.get(object_type, {}).get(OPT_OUT),
+    )
     # One mapping per destination field and per source field: the last one wins.
     by_destination: dict[str, tuple[FieldMapping, str]] = {}
     for mapping, origin in candidates:
@@ -110,6 +119,7 @@ def resolve_mappings(
             required=m.required,
             blank_overwrites=m.blankOverwrites,
             identity=(m.source == identity.source and m.destination == identity.destination),
+            opt_out=m.source == opt_out_fields[0] or m.destination == opt_out_fields[1],
             origin=origin,
         )
         for m, origin in by_destination.values()

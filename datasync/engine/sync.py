@@ -48,7 +48,9 @@ from datasync.engine.progress import NoProgress, Progress
 from datasync.engine.report import Report, scrub
 from datasync.engine.validation import FieldRule, Validated, validate_write
 from datasync.engine.values import (
+    CoercionError,
     canonical,
+    coerce,
     fingerprint,
     is_blank,
     map_value,
@@ -589,6 +591,8 @@ class _Run:
                 winner = changed[0]
             else:
                 winner = self._resolve(mapping, source, destination)
+        if mapping.opt_out:
+            winner = _opt_out_winner(source_raw, destination_raw, hashes, last, winner)
         one_way = None
         if not mapping.writes_to(Side.SOURCE):
             one_way = hashes[Side.SOURCE]
@@ -900,6 +904,34 @@ def _complete(results: list[WriteResult], expected: int) -> list[WriteResult]:
             * missing,
         ]
     return results[:expected]
+
+
+def _opted_out(value: Any) -> bool:
+    try:
+        return coerce(value, "boolean") is True
+    except CoercionError:
+        return False
+
+
+def _opt_out_winner(
+    source_raw: Any,
+    destination_raw: Any,
+    hashes: dict[Side, str],
+    last: str | None,
+    winner: Side | None,
+) -> Side | None:
+    """The consent rule: the sync never clears an opt-out. When only one side is opted
+    out, that side wins if its opt-out is new (first sync, or set since the last sync),
+    whatever the system of record or recency say. If it is the old value and the other
+    side changed, a person opted back in there: nothing is copied either way (opting back
+    in is done in each app by a person)."""
+    opted = {Side.SOURCE: _opted_out(source_raw), Side.DESTINATION: _opted_out(destination_raw)}
+    if opted[Side.SOURCE] == opted[Side.DESTINATION]:
+        return winner
+    out = Side.SOURCE if opted[Side.SOURCE] else Side.DESTINATION
+    if last is None or hashes[out] != last:
+        return out
+    return None
 
 
 def _passes(condition: Filter, value: Any) -> bool:

@@ -245,7 +245,7 @@ def _out_of_scope(world: World, filtered: set[str]) -> set[tuple[str, str]]:
     system=st.sampled_from(["source", "destination"]),
     batch=st.integers(1, 4),
 )
-def test_each_skipped_record_is_counted_once_per_run(
+def test_each_skipped_record_is_counted_once_and_no_opt_out_is_cleared(
     people: list[dict[str, Any]],
     filtered: set[str],
     edits: list[list[tuple[str, int, bool]]],
@@ -275,20 +275,30 @@ def test_each_skipped_record_is_counted_once_per_run(
 
         # First sync: every record is read, so each out-of-scope record is skipped once.
         before = _out_of_scope(world, filtered)
+        opted = _opted_out(world)
         summary = await world.sync()
         assert sum(summary.skipped.values()) == len(before)
         _check_consistent(summary)
+        assert opted <= _opted_out(world), "the sync cleared an opt-out"
 
         for round_of_edits in edits:
             for kind, index, flag in round_of_edits:
                 _edit_scope(world, kind, EMAILS[index], flag)
             before = _out_of_scope(world, filtered)
+            opted = _opted_out(world)
             summary = await world.sync()
             # Only out-of-scope records are skipped here, each at most once.
             assert sum(summary.skipped.values()) <= len(before | _out_of_scope(world, filtered))
             _check_consistent(summary)
+            assert opted <= _opted_out(world), "the sync cleared an opt-out"
 
     asyncio.run(scenario())
+
+
+def _opted_out(world: World) -> set[tuple[str, str]]:
+    return {("a", i) for i, r in world.a.records.items() if r.fields.get("optout") is True} | {
+        ("b", i) for i, r in world.b.records.items() if r.fields.get("OptOut") is True
+    }
 
 
 def _check_consistent(summary: Any) -> None:
