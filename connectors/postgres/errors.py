@@ -33,6 +33,7 @@ RECORD_REASONS = {
     "22008": "InvalidFormat",  # datetime_field_overflow
     "22003": "InvalidFormat",  # numeric_value_out_of_range
     "22P05": "InvalidFormat",  # untranslatable_character
+    "22021": "InvalidFormat",  # character_not_in_repertoire
     "21000": "DuplicateInBatch",  # cardinality_violation (same identity twice)
 }
 

@@ -1007,3 +1007,26 @@ async def test_rows_without_updated_at_do_not_break_the_keyset(postgres_dsn: str
         assert pages[0].watermark == datetime(2024, 1, 1, tzinfo=UTC)
         [loose] = await connector.read("contacts", ["1"], ["email"])
         assert loose.modified_at.tzinfo is not None
+
+
+async def test_describe_reads_in_list_checks_of_any_text_type(postgres_dsn: str) -> None:
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE TABLE people (id serial PRIMARY KEY, email text UNIQUE, "
+            "stage varchar(10) CHECK (stage IN ('a', 'b''c', 'x, y')), "
+            "tier text CHECK (tier = 'gold' OR tier = 'silver'), "
+            "score int CHECK (score > 0), "
+            "updated_at timestamptz NOT NULL DEFAULT now(), "
+            "shout text GENERATED ALWAYS AS (upper(stage)) STORED)"
+        )
+    async with PostgresConnector(
+        {"table": "public.people"}, {"dsn": postgres_dsn}, AuthType.APP_PARAMETERS
+    ) as connector:
+        fields = (await connector.describe("contacts")).fields
+        assert fields["stage"].options == ("a", "b'c", "x, y")
+        assert fields["stage"].type == FieldType.ENUMERATION
+        assert fields["tier"].options is None and fields["tier"].type == FieldType.STRING
+        assert fields["score"].options is None
+        assert fields["shout"].read_only and not fields["shout"].required
+        [result] = await connector.create("contacts", [{"email": "e@x.io", "shout": "NO"}])
+        assert result.ok and [e.reason for e in result.field_errors] == ["ReadOnlyField"]
