@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -40,6 +41,9 @@ CONTACT_OBJECT_TYPE_ID = "0-1"
 TOKEN_PATHS: Mapping[str, str] = {"v1": "/oauth/v1/token", "dated": "/oauth/2026-03/token"}
 SEARCH_PAGE_SIZE = 200  # the search API's largest page
 SEARCH_WINDOW = 10_000  # a search returns at most this many results in total
+# read_changed hands the engine up to this many records a page (several searches): the
+# engine writes a page's changes in full batches, so small pages would cost extra calls.
+READ_PAGE_RECORDS = 2_000
 MEMBERSHIP_PAGE_SIZE = 250
 MODIFIED = "lastmodifieddate"
 OBJECT_ID = "hs_object_id"
@@ -175,6 +179,8 @@ class HubSpotConnector(Connector):
         self._token_expires_at = 0.0
         self._token_lock = asyncio.Lock()
         self._pause_until = 0.0
+        # When recent answers arrived (never before the app counted the request).
+        self._answered: deque[float] = deque(maxlen=1_000)
         self._schemas: dict[str, ObjectSchema] = {}
         self._list_ids: dict[str, str] = {}
 
@@ -252,6 +258,7 @@ class HubSpotConnector(Connector):
             ) from None
         except AppUnreachableError:
             raise self._unreachable() from None
+        self._answered.append(time.monotonic())
         self._note_rate_limit(response)
         if response.status_code == 403:
             raise AuthenticationError(
@@ -272,7 +279,14 @@ class HubSpotConnector(Connector):
         remaining = response.headers.get("X-HubSpot-RateLimit-Remaining")
         interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
         if remaining == "0" and interval and interval.isdigit():
-            self._pause_until = time.monotonic() + int(interval) / 1000
+            # The window holds the last Max requests: it has room again once the oldest of
+            # ours among them is an interval old. Waiting a whole interval from now instead
+            # wastes most of it when the requests were spread over the window.
+            start = time.monotonic()
+            limit = response.headers.get("X-HubSpot-RateLimit-Max", "")
+            if limit.isdigit() and int(limit) > 0:
+                start = self._answered[-min(int(limit), len(self._answered))]
+            self._pause_until = start + int(interval) / 1000
 
     async def _read_json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """A read call's status and JSON body; malformed bodies are fetched again."""
@@ -344,6 +358,9 @@ class HubSpotConnector(Connector):
         cursor = _to_ms(since) if since is not None else None
         strict = False  # GT instead of GTE after the cursor's millisecond was drained
         seen_at_cursor: set[str] = set()
+        # Records of the page being gathered, by id: one edited while the page is gathered
+        # is read again further on, and only that later version is kept.
+        pending: dict[str, Record] = {}
         while True:
             filters = []
             if cursor is not None:
@@ -362,11 +379,19 @@ class HubSpotConnector(Connector):
                     cursor, strict, seen_at_cursor = stamp, False, set()
                 seen_at_cursor.add(record.id)
                 fresh.append(record)
-            if fresh:
-                yield ReadPage(records=fresh, watermark=fresh[-1].modified_at)
-            if len(results) < SEARCH_PAGE_SIZE:
+            for record in fresh:
+                pending.pop(record.id, None)
+                pending[record.id] = record
+            done = len(results) < SEARCH_PAGE_SIZE
+            drain = not done and not fresh and cursor is not None
+            if pending and (done or drain or len(pending) >= READ_PAGE_RECORDS):
+                records = list(pending.values())
+                yield ReadPage(records=records, watermark=records[-1].modified_at)
+                pending = {}
+            if done:
                 return
-            if not fresh and cursor is not None:
+            if drain:
+                assert cursor is not None
                 async for page in self._drain_millisecond(
                     cursor, seen_at_cursor, properties, fields, schema
                 ):
