@@ -70,13 +70,28 @@ def human_handler(stream: TextIO) -> logging.Handler:
     return plain
 
 
+# The logger trees of datasync's own packages: they all get the same handler and level.
+APP_LOGGERS = ("datasync", "datasync_connectors", "datasync_operator")
+# httpx logs every request URL at INFO (Salesforce query strings carry emails and names),
+# httpcore every connection step at DEBUG: never below WARNING, whatever the level.
+HTTP_LOGGERS = ("httpx", "httpcore")
+
+
+def quiet_http_logs() -> None:
+    """Keep the HTTP client's loggers at WARNING (for processes that configure logging
+    another way, e.g. through kopf, and do not call setup_logging)."""
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def setup_logging(
     log_format: str = "text",
     level: int | str = logging.INFO,
     stream: TextIO | None = None,
     logger: str = "datasync",
 ) -> logging.Logger:
-    """Configure the `datasync` logger tree (and nothing else) and return it."""
+    """Configure datasync's logger trees (APP_LOGGERS and `logger`) with one handler at
+    `level`, the HTTP client's loggers at WARNING, and return the `logger` logger."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format {log_format!r}: use one of {', '.join(LOG_FORMATS)}")
     target = stream if stream is not None else sys.stderr
@@ -85,8 +100,16 @@ def setup_logging(
         handler.setFormatter(JsonFormatter())
     else:
         handler = human_handler(target)
-    root = logging.getLogger(logger)
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    return root
+    if isinstance(level, str):
+        level = level.upper()
+    for name in dict.fromkeys((logger, *APP_LOGGERS)):
+        _attach(logging.getLogger(name), handler, level)
+    for name in HTTP_LOGGERS:
+        _attach(logging.getLogger(name), handler, logging.WARNING)
+    return logging.getLogger(logger)
+
+
+def _attach(target: logging.Logger, handler: logging.Handler, level: int | str) -> None:
+    target.handlers[:] = [handler]
+    target.setLevel(level)
+    target.propagate = False

@@ -9,7 +9,6 @@ in the termination log for the operator.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -31,6 +30,7 @@ from datasync.api.models import (
     SyncSummary,
 )
 from datasync.connector import ConfigurationError, Connector, FatalError
+from datasync.logs import setup_logging
 from datasync.secrets import (
     Secret,
     SecretError,
@@ -137,7 +137,7 @@ def command(
                --secrets-dir /etc/datasync/secrets --state URL --termination-log PATH
     Exit codes: 0 Succeeded, 2 PartiallySucceeded, 1 Failed.
     """
-    _configure_logging(log_format, log_level)
+    setup_logging(log_format, log_level)
     started = datetime.now(UTC)
     try:
         summary = _run(
@@ -391,28 +391,3 @@ def _progress(output: str) -> Any:
     if output == "table" and sys.stdout.isatty():
         return RichProgress(Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None))
     return LineProgress()
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
-
-
-def _configure_logging(log_format: str, log_level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    for name in ("datasync", "datasync_connectors"):
-        root = logging.getLogger(name)
-        root.handlers[:] = [handler]
-        root.setLevel(log_level.upper())
-        root.propagate = False

@@ -5,11 +5,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from datasync.logs import APP_LOGGERS, HTTP_LOGGERS
+
 
 @pytest.fixture(autouse=True)
 def restore_datasync_logging() -> Iterator[None]:
-    """The demo and setup_logging configure the `datasync` logger; leave it as found."""
-    logger = logging.getLogger("datasync")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
+    """The demo and setup_logging configure datasync's and httpx's loggers; leave them as
+    found (a handler bound to a finished CliRunner's stream must not outlive the test)."""
+    loggers = [logging.getLogger(name) for name in (*APP_LOGGERS, *HTTP_LOGGERS)]
+    saved = [(list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
     yield
-    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        logger.handlers[:], logger.propagate = handlers, propagate
+        logger.setLevel(level)

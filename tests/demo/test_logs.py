@@ -62,3 +62,20 @@ def test_rich_on_a_terminal_respects_no_color(monkeypatch: pytest.MonkeyPatch) -
     assert type(logger.handlers[0]).__name__ == "RichHandler"
     logging.getLogger("datasync.x").error("look here")
     assert "look here" in stream.getvalue() and "\x1b[3" not in stream.getvalue()
+
+
+def test_connector_and_operator_logs_share_the_handler_and_httpx_stays_quiet() -> None:
+    stream = io.StringIO()
+    logging.getLogger("httpx").setLevel(logging.DEBUG)  # as if something turned it on
+    setup_logging("json", level="debug", stream=stream)
+    logging.getLogger("datasync_connectors.hubspot").debug("connector line")
+    logging.getLogger("datasync_operator.handlers").info("operator line")
+    logging.getLogger("httpx").info("HTTP Request: GET https://x/?q=ann@example.com")
+    logging.getLogger("httpcore.http11").debug("send_request_headers.started")
+    logging.getLogger("httpx").warning("httpx warning")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(line["logger"], line["message"]) for line in lines] == [
+        ("datasync_connectors.hubspot", "connector line"),
+        ("datasync_operator.handlers", "operator line"),
+        ("httpx", "httpx warning"),
+    ]
