@@ -297,7 +297,11 @@ def test_spec_the_crd_accepts_but_the_models_reject_is_not_ready(
         30,
         "a warning Event",
     )
-    cluster.patch("crm", {"spec": {"destination": {"app": "salesforce"}}})
+    # The CRD's pattern accepts five cron fields; only croniter knows minute 99 is wrong.
+    cluster.patch("crm", {"spec": {"destination": {"app": "salesforce"}, "schedule": "99 * * * *"}})
+    invalid = cluster.wait_condition("crm", "Ready", "False", "InvalidSpec")
+    assert "spec.schedule" in invalid["message"]
+    cluster.patch("crm", {"spec": {"schedule": "*/5 * * * *"}})
     cluster.wait_condition("crm", "Ready", "True")
     config = cluster.core.read_namespaced_config_map("crm-connection", cluster.namespace)
     assert "app: salesforce" in config.data["connection.yaml"]
