@@ -361,3 +361,21 @@ def test_a_claim_the_api_will_not_resize_is_reported_not_retried_forever(
     assert claim.spec.resources.requests["storage"] == "1Gi"
     cluster.wait_condition("crm", "Ready", "True")
     assert "Traceback" not in operator.log_text()
+
+
+def test_an_object_in_the_way_is_never_taken_over(
+    cluster: Cluster, apps: Apps, operator: OperatorProcess
+) -> None:
+    cluster.core.create_namespaced_config_map(
+        cluster.namespace, {"metadata": {"name": "crm-connection"}, "data": {"mine": "yes"}}
+    )
+    cluster.create_secret("hubspot-auth", apps.hubspot_secret())
+    cluster.create_secret("salesforce-auth", apps.salesforce_secret())
+    cluster.create(connection("crm", apps.source(), apps.destination()))
+    conflict = cluster.wait_condition("crm", "Ready", "False", "ObjectConflict")
+    assert "crm-connection" in conflict["message"]
+    config = cluster.core.read_namespaced_config_map("crm-connection", cluster.namespace)
+    assert config.data == {"mine": "yes"} and not config.metadata.owner_references
+    cluster.core.delete_namespaced_config_map("crm-connection", cluster.namespace)
+    cluster.patch("crm", {"spec": {"schedule": "2 * * * *"}})  # any change reconciles again
+    cluster.wait_condition("crm", "Ready", "True")
