@@ -44,14 +44,19 @@ class AppCounts:
     hubspot: int
     salesforce: int
     hubspot_paths: dict[str, int]
+    salesforce_kinds: dict[str, int] = field(default_factory=dict)
 
     def minus(self, before: AppCounts) -> AppCounts:
-        paths = {
-            path: count - before.hubspot_paths.get(path, 0)
-            for path, count in self.hubspot_paths.items()
-            if count - before.hubspot_paths.get(path, 0)
-        }
-        return AppCounts(self.hubspot - before.hubspot, self.salesforce - before.salesforce, paths)
+        return AppCounts(
+            self.hubspot - before.hubspot,
+            self.salesforce - before.salesforce,
+            _minus(self.hubspot_paths, before.hubspot_paths),
+            _minus(self.salesforce_kinds, before.salesforce_kinds),
+        )
+
+
+def _minus(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {key: n - before.get(key, 0) for key, n in after.items() if n - before.get(key, 0)}
 
 
 @dataclass
@@ -64,6 +69,37 @@ class Scope:
     hubspot_lookups: int  # in-scope HubSpot records with an identity (looked up in Salesforce)
     salesforce_lookups: int  # Salesforce records with an identity not matched by those
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _CountingSalesforce(SalesforceSandbox):
+    """The Salesforce sandbox, also counting data requests by kind (query purpose, write)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.kinds: dict[str, int] = {}
+
+    def _tally(self, kind: str) -> None:
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+    async def _query(self, request: Any) -> Any:
+        text = request.query.get("q", "")
+        where = text.split(" WHERE ", 1)[1] if " WHERE " in text else ""
+        if "ORDER BY SystemModstamp" in text:
+            kind = "query changed"
+        elif " IN (" in where:
+            kind = f"query {where.split(' IN (', 1)[0].split()[-1]} IN"
+        else:
+            kind = "query other"
+        self._tally(kind)
+        return await super()._query(request)
+
+    async def _query_more(self, request: Any) -> Any:
+        self._tally("query next page")
+        return await super()._query_more(request)
+
+    async def _collections(self, request: Any) -> Any:
+        self._tally("collections " + ("create" if request.method == "POST" else "update"))
+        return await super()._collections(request)
 
 
 class CrmWorld:
@@ -83,7 +119,7 @@ class CrmWorld:
         self.rate_limited = rate_limited
         self.seed = seed
         self.hubspot = HubSpotSandbox(rate_limit=HUBSPOT_OAUTH_LIMIT if rate_limited else None)
-        self.salesforce = SalesforceSandbox(
+        self.salesforce = _CountingSalesforce(
             daily_api_limit=SALESFORCE_DAILY_LIMIT if rate_limited else 5_000_000
         )
         self.state_url = f"sqlite:///{workdir.resolve() / 'state.sqlite3'}"
@@ -136,6 +172,7 @@ class CrmWorld:
                 self.hubspot.requests_served,
                 self.salesforce.requests_served,
                 dict(self.hubspot.path_counts),
+                dict(self.salesforce.kinds),
             )
 
         result: AppCounts = self.loop.call(snapshot)

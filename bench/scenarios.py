@@ -92,6 +92,7 @@ def scenario_initial(context: Context) -> ScenarioResult:
                 "apiCallsMinimum": minimum,
                 "apiCallsVsMinimum": round(ratio, 2) if ratio else None,
                 "hubspotRequestsByPath": counts.hubspot_paths,
+                "salesforceRequestsByKind": counts.salesforce_kinds,
                 "scope": scope.__dict__,
                 "loadSeconds": round(load_seconds, 1),
                 "records": run.summary.get("records"),
@@ -120,7 +121,7 @@ def scenario_initial(context: Context) -> ScenarioResult:
 
 def scenario_rate_limited(context: Context) -> ScenarioResult:
     """2. The same initial sync with the sandboxes enforcing the documented limits."""
-    per_side = context.options.size or (20_000 if context.options.large else 5_000)
+    per_side = context.options.size or (40_000 if context.options.large else 10_000)
     result = ScenarioResult(2, "Initial TwoWay sync under the documented rate limits")
     world = CrmWorld(context.loop, temp_dir(f"bench-s2-{per_side}-"), per_side, rate_limited=True)
     world.start()
@@ -157,6 +158,7 @@ def scenario_rate_limited(context: Context) -> ScenarioResult:
                 100 * counts.salesforce / SALESFORCE_DAILY_LIMIT, 2
             ),
             "hubspotRequestsByPath": counts.hubspot_paths,
+            "salesforceRequestsByKind": counts.salesforce_kinds,
             "records": run.summary.get("records"),
         }
     )
@@ -189,6 +191,7 @@ def scenario_incremental(context: Context) -> ScenarioResult:
     fresh_state = f"sqlite:///{(world.workdir / 'full-resync.sqlite3').resolve()}"
     full_run, full_counts = world.sync("full-resync", state_url=fresh_state)
     calls = counts.hubspot + counts.salesforce
+    list_calls = sum(n for path, n in counts.hubspot_paths.items() if "/lists/" in path)
     initial_calls = initial_counts.hubspot + initial_counts.salesforce
     full_calls = full_counts.hubspot + full_counts.salesforce
     records = scope.hubspot_records + scope.salesforce_records
@@ -204,7 +207,12 @@ def scenario_incremental(context: Context) -> ScenarioResult:
             "callsVsFullResync": round(calls / full_calls, 4),
             "timeVsInitial": round(run.seconds / initial_run.seconds, 3),
             "timeVsFullResync": round(run.seconds / full_run.seconds, 3),
+            # Reading the whole inclusion list is how records leaving it are noticed: that
+            # part follows the list's size; the rest should follow the number of changes.
+            "listRefreshCalls": list_calls,
+            "callsExcludingListRefresh": calls - list_calls,
             "hubspotRequestsByPath": counts.hubspot_paths,
+            "salesforceRequestsByKind": counts.salesforce_kinds,
             "records": run.summary.get("records"),
         }
     )
