@@ -21,7 +21,7 @@ from datasync.demo import render as show
 from datasync.demo.sample import LIST_NAME
 from datasync.demo.scenario import DemoScenario, RunReport, sandbox_urls_allowed
 from datasync.engine import NoProgress, Progress
-from datasync.engine.console import RichProgress, render_summary
+from datasync.engine.console import LineProgress, RichProgress, render_summary
 from datasync.http import ALLOW_LOCAL_ENV
 from datasync.logs import no_color, setup_logging
 
@@ -77,7 +77,11 @@ def _progress(output: str, console: Console) -> Progress:
         return NoProgress()
     if console.is_terminal:
         return RichProgress(console)
-    return show.PlainProgress(console, {"source": "HubSpot", "destination": "Salesforce"})
+    return LineProgress(
+        lambda line: console.print(f"  {line}", markup=False),
+        {"source": "HubSpot", "destination": "Salesforce"},
+        interval=5.0,
+    )
 
 
 async def _demo(size: str, keep: bool, output: str, console: Console) -> None:

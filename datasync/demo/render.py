@@ -228,39 +228,3 @@ def json_document(demo: DemoScenario, outcomes: list[Outcome], seconds: float) -
 def print_table(console: Console, table: Table | None) -> None:
     if table is not None:
         console.print(table)
-
-
-class PlainProgress:
-    """Progress as a few plain lines (pipes, CI logs): every `every` records per phase, and
-    the totals at the end. Sides are named by their apps."""
-
-    def __init__(self, console: Console, apps: dict[str, str], every: int = 500) -> None:
-        self._console = console
-        self._apps = apps
-        self._every = every
-        self._current: tuple[str, str] | None = None
-        self._counts: dict[tuple[str, str], int] = {}
-
-    def started(self, side: str, phase: str) -> None:
-        self._current = (str(side), phase)
-        self._counts.setdefault(self._current, 0)
-
-    def advance(self, count: int = 1) -> None:
-        if self._current is None:
-            return
-        before = self._counts[self._current]
-        after = before + count
-        self._counts[self._current] = after
-        if after // self._every > before // self._every:
-            side, phase = self._current
-            self._console.print(
-                f"  {phase} {self._apps.get(side, side)}: {after} records", markup=False
-            )
-
-    def finished(self) -> None:
-        if self._counts:
-            done = ", ".join(
-                f"{phase} {self._apps.get(side, side)} {count}"
-                for (side, phase), count in self._counts.items()
-            )
-            self._console.print(f"  done: {done}", markup=False)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.console import Console
@@ -53,24 +55,53 @@ class RichProgress:
 
 
 class LineProgress:
-    """Plain log lines when a phase begins (for pipes, files and pod logs)."""
+    """Progress as a few plain lines, for pipes, files, CI and pod logs: one line when a
+    side's phase ("reading source") first starts, then at most one every `interval`
+    seconds with the records done so far, and one line of totals at the end. (A run does
+    not know its totals in advance, so there are no percentages.)"""
 
-    def __init__(self) -> None:
-        self._last: tuple[str, str] | None = None
+    def __init__(
+        self,
+        emit: Callable[[str], None] | None = None,
+        names: Mapping[str, str] | None = None,
+        interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._emit = emit or (lambda line: log.info("%s", line))
+        self._names = dict(names or {})
+        self._interval = interval
+        self._clock = clock
+        self._last_line = clock()
+        self._current: tuple[str, str] | None = None
         self._counts: dict[tuple[str, str], int] = {}
 
+    def _say(self, line: str) -> None:
+        self._emit(line)
+        self._last_line = self._clock()
+
+    def _label(self, key: tuple[str, str]) -> str:
+        side, phase = key
+        return f"{phase} {self._names.get(side, side)}"
+
     def started(self, side: str, phase: str) -> None:
-        if self._last != (side, phase):
-            log.info("%s %s", phase, side)
-        self._last = (side, phase)
+        self._current = (str(side), phase)
+        if self._current not in self._counts:
+            self._counts[self._current] = 0
+            self._say(self._label(self._current))
 
     def advance(self, count: int = 1) -> None:
-        if self._last is not None:
-            self._counts[self._last] = self._counts.get(self._last, 0) + count
+        if self._current is None:
+            return
+        self._counts[self._current] += count
+        if self._clock() - self._last_line >= self._interval:
+            self._say(f"{self._label(self._current)}: {self._counts[self._current]} records")
 
     def finished(self) -> None:
-        for (side, phase), count in sorted(self._counts.items()):
-            log.info("%s %s: %d records", phase, side, count)
+        if self._counts:
+            self._say(
+                "done: "
+                + ", ".join(f"{self._label(key)} {count}" for key, count in self._counts.items())
+            )
 
 
 RESULT_STYLE = {
