@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +61,7 @@ def apps() -> Iterator[Apps]:
 @pytest.fixture
 def operator_factory(
     control_plane: ControlPlane, namespace: str, tmp_path: Path, dsc_crd: None
-) -> Iterator[type[OperatorProcess] | object]:
+) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
     def start(
@@ -86,5 +86,5 @@ def operator_factory(
 
 
 @pytest.fixture
-def operator(operator_factory) -> OperatorProcess:  # type: ignore[no-untyped-def]
-    return operator_factory()  # type: ignore[no-any-return]
+def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return operator_factory()

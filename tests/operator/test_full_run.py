@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from tests.cluster.podrunner import PodRunner
 from tests.operator.conftest import Apps
 from tests.operator.support import Cluster, OperatorProcess, connection, wait_for
 
@@ -34,7 +35,7 @@ def _metric(text: str, metric: str, **labels: str) -> float | None:
 
 
 def test_sync_now_runs_a_real_sync_between_sandboxes(
-    cluster: Cluster, apps: Apps, operator: OperatorProcess, pod_runner: object
+    cluster: Cluster, apps: Apps, operator: OperatorProcess, pod_runner: PodRunner
 ) -> None:
     apps.hubspot.load(CONTACTS)
     cluster.create_secret("hubspot-auth", apps.hubspot_secret())
@@ -83,7 +84,7 @@ def test_sync_now_runs_a_real_sync_between_sandboxes(
 
     # The SQLite state lives on the connection's claim (the pod runner keeps claims as
     # directories), and a second run finds everything in step.
-    claim_dir = pod_runner.state_dir / "pv" / cluster.namespace / "crm-state"  # type: ignore[attr-defined]
+    claim_dir = pod_runner.state_dir / "pv" / cluster.namespace / "crm-state"
     assert list(claim_dir.rglob("*.sqlite3"))
     cluster.patch("crm", {"metadata": {"annotations": {"datasync.io/sync-now": "run-2"}}})
     second = wait_for(

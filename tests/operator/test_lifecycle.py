@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 from kubernetes.client.rest import ApiException
@@ -159,8 +160,8 @@ def test_rejected_credentials_and_rotation(
 
 
 def test_spec_change_updates_cronjob_and_resync_writes_nothing(
-    cluster: Cluster, apps: Apps, operator_factory
-) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster, apps: Apps, operator_factory: Any
+) -> None:
     first = operator_factory()
     _create_ready(cluster, apps)
     cluster.patch("crm", {"spec": {"schedule": "5 * * * *", "suspend": True}})
@@ -197,7 +198,9 @@ def test_spec_change_updates_cronjob_and_resync_writes_nothing(
     wait_for(lambda: cluster.cron_job("crm-sync").spec.suspend is False, 30, "unsuspend")
 
 
-def test_sync_now_creates_exactly_one_job(cluster: Cluster, apps: Apps, operator_factory) -> None:  # type: ignore[no-untyped-def]
+def test_sync_now_creates_exactly_one_job(
+    cluster: Cluster, apps: Apps, operator_factory: Any
+) -> None:
     operator_factory()
     _create_ready(cluster, apps, suspend=True)
     cluster.patch("crm", {"metadata": {"annotations": {"datasync.io/sync-now": "first"}}})
@@ -240,8 +243,8 @@ def test_deleting_the_connection_garbage_collects_everything(
 
 
 def test_crd_rejects_invalid_resource_before_the_operator(
-    cluster: Cluster, apps: Apps, operator_factory
-) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster, apps: Apps, operator_factory: Any
+) -> None:
     operator = operator_factory(extra_args=["--log-format", "json"])
     bad = connection("bad", apps.source(), apps.destination(), schedule="every minute")
     with pytest.raises(ApiException) as raised:
@@ -261,8 +264,8 @@ def test_crd_rejects_invalid_resource_before_the_operator(
 
 
 def test_periodic_check_notices_credentials_revoked_in_the_app(
-    cluster: Cluster, apps: Apps, operator_factory
-) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster, apps: Apps, operator_factory: Any
+) -> None:
     operator = operator_factory(extra_args=["--credentials-check-interval", "3"])
     _create_ready(cluster, apps)
     first = cluster.wait_condition("crm", "CredentialsValid", "True")
@@ -308,8 +311,8 @@ def test_spec_the_crd_accepts_but_the_models_reject_is_not_ready(
 
 
 def test_sigterm_lets_the_in_flight_reconcile_finish(
-    cluster: Cluster, apps: Apps, operator_factory
-) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster, apps: Apps, operator_factory: Any
+) -> None:
     from datasync.sandbox import Fault
 
     operator = operator_factory()
