@@ -155,6 +155,8 @@ def _secrets_volume(mounts: Sequence[SecretMount]) -> Json:
         }
         for mount in mounts
     ]
+    # 0400 stays readable by the non-root sync user: with the pod's fsGroup the kubelet
+    # hands the files to that group and adds group read.
     return {"name": "secrets", "projected": {"defaultMode": 0o400, "sources": sources}}
 
 
