@@ -339,6 +339,38 @@ class ControlPlane:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def restart_apiserver(self, down_for: float = 0.0, timeout: float = 90.0) -> None:
+        """Stop kube-apiserver alone (etcd and the controller manager keep running), wait
+        `down_for` seconds, start it again on the same port and wait until it is ready.
+        Clients see their connections and watch streams drop, as in a control-plane
+        upgrade."""
+        process = self._processes.pop("kube-apiserver", None)
+        if process is not None:
+            _terminate_group(process)
+        time.sleep(down_for)
+        deadline = time.monotonic() + timeout
+        self._start_apiserver()
+        self._wait(deadline, "kube-apiserver /readyz after a restart", self._apiserver_ready)
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision (as etcd's periodic compaction
+        does) and return that revision: watches resuming from an older resourceVersion
+        then get 410 Gone."""
+        revision = int(self._etcd_call("/v3/kv/range", {"key": "AA=="})["header"]["revision"])
+        self._etcd_call("/v3/kv/compaction", {"revision": revision, "physical": True})
+        return revision
+
+    def _etcd_call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.etcd_port}{path}",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+
     def running(self) -> dict[str, int | None]:
         return {name: p.poll() for name, p in self._processes.items()}
 

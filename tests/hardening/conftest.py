@@ -13,6 +13,15 @@ from pathlib import Path
 
 import pytest
 
+# The operator tests' fixtures (real control plane, sandboxes in a loop thread, operator
+# subprocesses), reused by test_operator_chaos.
+from tests.operator.conftest import (  # noqa: F401
+    apps,
+    cluster,
+    dsc_crd,
+    operator_factory,
+)
+
 REPORT_NAME = "reliability.json"
 
 
