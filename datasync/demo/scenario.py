@@ -8,7 +8,6 @@ only prints what this module does; tests drive it directly.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import time
@@ -45,8 +44,6 @@ App = Literal["hubspot", "salesforce"]
 # Consecutive demo runs are seconds apart; the engine's default 2-minute re-read overlap
 # (for app clock lag) would make the incremental run re-read the first run's records.
 DEMO_OVERLAP = timedelta(0)
-# Edits of the same contact on both sides are this far apart (MostRecent needs an order).
-EDIT_GAP = 0.01
 
 
 @dataclass(frozen=True)
@@ -289,22 +286,17 @@ class DemoScenario:
             contact, hubspot_id, salesforce_id = next(picks)
             edit = Edit(contact.key, hubspot_id, salesforce_id, TITLE, kind="conflict")
             self._edit(edit, first)
-            # Each app stamps edits with its own clock, which runs ahead of the wall clock
-            # after a burst of writes (every write gets its own millisecond): wait until the
-            # first edit's time has passed before the second, so the second is later.
-            ahead = (edit.edits[first] - datetime.now(UTC)).total_seconds()
-            await asyncio.sleep(max(0.0, ahead) + EDIT_GAP)
             self._edit(edit, second)
-            later = max(edit.edits, key=lambda app: edit.edits[app])
-            edit.expected = later
-            edit.why = f"changed in both; the {_title(later)} edit is later (MostRecent)"
+            self._stage(edit, later=second)
+            edit.expected = second
+            edit.why = f"changed in both; the {_title(second)} edit is later (MostRecent)"
             edits.append(edit)
         for _ in range(plan.ties):
             contact, hubspot_id, salesforce_id = next(picks)
             edit = Edit(contact.key, hubspot_id, salesforce_id, TITLE, kind="tie")
             self._edit(edit, "hubspot")
             self._edit(edit, "salesforce")
-            self._same_moment(edit)
+            self._stage(edit, later=None)
             sor: App = (
                 "salesforce"
                 if self.spec and self.spec.systemOfRecord == "destination"
@@ -325,27 +317,28 @@ class DemoScenario:
         value = self._new_value(edit.pair, current, avoid=set(edit.values.values()))
         if app == "hubspot":
             self.hubspot.set_properties(edit.hubspot_id, {edit.pair.hubspot: value})
-            record = self.hubspot.contacts[edit.hubspot_id]
-            edit.edits[app] = datetime.fromtimestamp(record.modified_ms / 1000, UTC)
+            record = self.hubspot.get(edit.hubspot_id) or {}
+            edit.edits[app] = _parse_time(str(record["updatedAt"]))
             edit.values[app] = _as_salesforce(edit.pair, value)
         else:
             self.salesforce.set_fields(edit.salesforce_id, {edit.pair.salesforce: value})
-            row = self.salesforce.get(edit.salesforce_id) or {}
-            edit.edits[app] = _parse_salesforce_time(str(row["SystemModstamp"]))
+            edit.edits[app] = self._salesforce_time(edit.salesforce_id)
             edit.values[app] = value
 
-    def _same_moment(self, edit: Edit) -> None:
-        """Give both edits the same modification time: a tie, decided by the system of
-        record. (Real clocks rarely tie to the millisecond; the demo makes one happen.)"""
-        moment_ms = max(int(at.timestamp() * 1000) for at in edit.edits.values())
-        moment = datetime.fromtimestamp(moment_ms / 1000, UTC)
-        contact = self.hubspot.contacts[edit.hubspot_id]
-        contact.modified_ms = moment_ms
-        self.hubspot._last_ms = max(self.hubspot._last_ms, moment_ms)
-        row = self.salesforce._objects["Contact"].rows[edit.salesforce_id]
-        row["LastModifiedDate"] = row["SystemModstamp"] = moment
-        self.salesforce._last_stamp = max(self.salesforce._last_stamp, moment)
-        edit.edits = {"hubspot": moment, "salesforce": moment}
+    def _salesforce_time(self, salesforce_id: str) -> datetime:
+        row = self.salesforce.get(salesforce_id) or {}
+        return _parse_time(str(row["SystemModstamp"]))
+
+    def _stage(self, edit: Edit, later: App | None) -> None:
+        """Put the Salesforce edit 1 ms after the HubSpot one, 1 ms before it, or in the
+        same millisecond (a tie, decided by the system of record; real clocks rarely tie).
+        Each app stamps edits with its own clock, and HubSpot's runs ahead of the wall
+        clock after a burst of writes, so edits made one after the other can land in either
+        order or in one millisecond. Salesforce's public set_modstamp() fixes the order."""
+        offset = {"salesforce": 1, "hubspot": -1, None: 0}[later]
+        moment = edit.edits["hubspot"] + timedelta(milliseconds=offset)
+        self.salesforce.set_modstamp(edit.salesforce_id, moment)
+        edit.edits["salesforce"] = self._salesforce_time(edit.salesforce_id)
 
     def _join_list(self, count: int) -> list[Edit]:
         """HubSpot-only contacts added to the inclusion list: they sync now, edited or not."""
@@ -434,6 +427,7 @@ def _title(app: App) -> str:
     return "HubSpot" if app == "hubspot" else "Salesforce"
 
 
-def _parse_salesforce_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("+0000", "+00:00"))
+def _parse_time(text: str) -> datetime:
+    """Salesforce's `2026-01-01T10:00:00.000+0000` or HubSpot's `...000Z`, as UTC."""
+    moment = datetime.fromisoformat(text.replace("+0000", "+00:00").replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

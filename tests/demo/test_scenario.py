@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+from datetime import timedelta
 from pathlib import Path
 
+from datasync.demo import scenario
 from datasync.demo.sample import (
     INVALID_EMAIL,
     LIFECYCLE_TO_STATUS,
@@ -57,6 +61,13 @@ async def test_sandboxes_hold_the_synced_records(tmp_path: Path) -> None:
             winner_value = edit.values[edit.expected or "hubspot"]
             row = demo.salesforce.get(edit.salesforce_id) or {}
             assert str(row.get(edit.pair.salesforce) or "") == winner_value
+        # The staged order is exact: the expected winner's edit is 1 ms later.
+        conflicts = [edit for edit in edits if edit.kind == "conflict"]
+        assert {edit.expected for edit in conflicts} == {"hubspot", "salesforce"}
+        for edit in conflicts:
+            loser = "hubspot" if edit.expected == "salesforce" else "salesforce"
+            assert edit.expected is not None
+            assert edit.edits[edit.expected] - edit.edits[loser] == timedelta(milliseconds=1)
         ties = [edit for edit in edits if edit.kind == "tie"]
         assert ties and all(edit.expected == "salesforce" for edit in ties)  # the SoR
         assert len({edit.edits["hubspot"] for edit in ties}) == len(ties)
@@ -76,3 +87,8 @@ async def test_shown_manifests_are_valid_and_hide_secrets(tmp_path: Path) -> Non
     for data in credentials.values():
         for value in data.values():
             assert value not in shown and value in revealed
+
+
+def test_the_scenario_uses_only_the_sandboxes_public_api() -> None:
+    source = inspect.getsource(scenario)
+    assert re.findall(r"\.(?:hubspot|salesforce)\._\w+", source) == []
