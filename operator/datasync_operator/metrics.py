@@ -5,7 +5,11 @@ docs/operator.md."""
 from __future__ import annotations
 
 import contextlib
+import itertools
+import time
+from typing import Any
 
+from croniter import croniter
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from datasync.api.models import SyncResult, SyncSummary
@@ -85,6 +89,20 @@ records_failing = Gauge(
     [*_KEY, "reason"],
     registry=REGISTRY,
 )
+records_excluded = Gauge(
+    "datasync_records_excluded",
+    "Records kept out of the sync after the last run, by reason (status.health.excluded: "
+    "MissingIdentity, NotInList, OptedOut ...).",
+    [*_KEY, "reason"],
+    registry=REGISTRY,
+)
+schedule_interval = Gauge(
+    "datasync_schedule_interval_seconds",
+    "Longest gap between the next scheduled runs (from spec.schedule); absent while the "
+    "connection is suspended. The stale-sync alert compares the last success with it.",
+    _KEY,
+    registry=REGISTRY,
+)
 reconcile_errors = Counter(
     "datasync_reconcile_errors_total",
     "Reconciliations that raised an error (retried by the operator).",
@@ -105,6 +123,8 @@ _PER_CONNECTION = [
     last_success,
     records_in_sync,
     records_failing,
+    records_excluded,
+    schedule_interval,
     reconcile_errors,
 ]
 
@@ -122,8 +142,30 @@ def record_state(summary: SyncSummary, namespace: str, name: str, success_at: fl
     if success_at is not None:
         last_success.labels(namespace, name).set(success_at)
     records_in_sync.labels(namespace, name).set(summary.health.inSync)
-    for reason, count in summary.health.failing.items():
-        records_failing.labels(namespace, name, reason).set(count)
+    _set_by_reason(records_failing, namespace, name, summary.health.failing)
+    _set_by_reason(records_excluded, namespace, name, summary.health.excluded)
+
+
+def _set_by_reason(gauge: Gauge, namespace: str, name: str, counts: dict[str, int]) -> None:
+    """Set this run's counts, and zero reasons that no longer occur."""
+    for labels in _series_labels(gauge):
+        if labels[:2] == (namespace, name) and labels[2] not in counts:
+            gauge.labels(*labels).set(0)
+    for reason, count in counts.items():
+        gauge.labels(namespace, name, reason).set(count)
+
+
+def record_schedule(namespace: str, name: str, spec: dict[str, Any]) -> None:
+    """The schedule's longest gap over its next runs, or no series while suspended."""
+    schedule = spec.get("schedule")
+    if spec.get("suspend") or not isinstance(schedule, str) or not croniter.is_valid(schedule):
+        with contextlib.suppress(KeyError):
+            schedule_interval.remove(namespace, name)
+        return
+    runs = croniter(schedule, time.time())
+    times = [runs.get_next(float) for _ in range(9)]
+    longest = max(later - earlier for earlier, later in itertools.pairwise(times))
+    schedule_interval.labels(namespace, name).set(longest)
 
 
 def record_run(summary: SyncSummary, namespace: str, name: str, run_failure: str | None) -> None:

@@ -190,6 +190,7 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
             )
         merged = conditions.merge(existing_conditions, updates)
         metrics.connection_ready.labels(namespace, name).set(1 if ready else 0)
+        metrics.record_schedule(namespace, name, body.get("spec") or {})
         previous = conditions.find(existing_conditions, conditions.READY)
         if not ready and (
             previous is None

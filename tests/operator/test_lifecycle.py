@@ -164,6 +164,9 @@ def test_spec_change_updates_cronjob_and_resync_writes_nothing(
 ) -> None:
     first = operator_factory()
     _create_ready(cluster, apps)
+    series = f'name="crm",namespace="{cluster.namespace}"'
+    interval = "datasync_schedule_interval_seconds{" + series + "} 1800.0"
+    assert interval in first.metrics(), "*/30 schedule: the stale alert's interval"
     cluster.patch("crm", {"spec": {"schedule": "5 * * * *", "suspend": True}})
     wait_for(
         lambda: cluster.cron_job("crm-sync").spec.schedule == "5 * * * *",
@@ -179,6 +182,7 @@ def test_spec_change_updates_cronjob_and_resync_writes_nothing(
     )
     ready = cluster.wait_condition("crm", "Ready", "True")
     assert "suspended" in ready["message"]
+    assert "datasync_schedule_interval_seconds{" not in first.metrics(), "no stale alert"
     time.sleep(1.5)  # let the last status patch land
     before = cluster.owned_versions()
 
