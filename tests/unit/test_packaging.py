@@ -15,7 +15,11 @@ def _declared() -> set[str]:
 
 def _on_disk() -> set[str]:
     roots = {"datasync": ROOT / "datasync", "datasync_connectors": ROOT / "connectors"}
-    found = {"datasync_operator"} if (ROOT / "operator/datasync_operator/__init__.py").exists() else set()
+    found = (
+        {"datasync_operator"}
+        if (ROOT / "operator/datasync_operator/__init__.py").exists()
+        else set()
+    )
     for package, folder in roots.items():
         for init in folder.rglob("__init__.py"):
             relative = init.parent.relative_to(folder)
