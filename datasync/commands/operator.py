@@ -79,6 +79,14 @@ def _default_image() -> str:
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning"], case_sensitive=False),
+    default="info",
+    envvar="DATASYNC_LOG_LEVEL",
+    show_default=True,
+    help="Log level (no level logs secrets or record values).",
+)
+@click.option(
     "--kubeconfig",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
@@ -95,6 +103,7 @@ def command(
     allowed_hosts: str,
     allow_sandbox_urls: bool,
     log_format: str,
+    log_level: str,
     kubeconfig: str | None,
 ) -> None:
     """Run the Kubernetes operator that manages DataSyncConnections."""
@@ -138,6 +147,7 @@ def command(
             metrics_port=metrics_port,
             health_port=health_port,
             log_format=log_format,
+            log_level=log_level.lower(),
         )
     except SetupError as error:
         raise click.ClickException(str(error)) from None

@@ -37,8 +37,11 @@ def run(
     metrics_port: int,
     health_port: int,
     log_format: str,
+    log_level: str = "info",
 ) -> None:
     kopf.configure(
+        debug=log_level == "debug",
+        quiet=log_level == "warning",
         log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
         log_prefix=log_format != "json",
     )
