@@ -72,9 +72,13 @@ def coerce(value: Any, kind: ValueType | FieldType | str) -> Any:
 
 
 def canonical(value: Any, kind: ValueType | FieldType | str) -> str:
-    """The comparable form of `value`: "" for a blank, else the coerced value as text."""
+    """The comparable form of `value`: "" for a blank, else the coerced value as text.
+
+    A blank checkbox is "false": apps without an unset state (Salesforce checkboxes)
+    store false for it, and the two must compare equal or every run would write one
+    over the other."""
     if is_blank(value):
-        return ""
+        return "false" if str(kind) == "boolean" else ""
     try:
         coerced = coerce(value, kind)
     except CoercionError:
