@@ -219,6 +219,8 @@ class PostgresConnector(Connector):
         params: Params = None,
     ) -> list[TupleRow]:
         self._calls += 1
+        if params is not None:
+            query = _percent_safe(query, connection)
         cursor = await connection.execute(query, params)
         if cursor.description is None:
             return []
@@ -687,3 +689,16 @@ def _guess_field(table: TableInfo, values: Mapping[str, Any]) -> str | None:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _percent_safe(query: Any, connection: psycopg.AsyncConnection[TupleRow]) -> Any:
+    """`query` with every `%` inside an identifier doubled. psycopg looks for `%s`
+    placeholders in the whole query text, quoted identifiers included, so a column named
+    like `share_%` would break every query that has parameters."""
+    if isinstance(query, sql.Composed):
+        return sql.Composed([_percent_safe(part, connection) for part in query])
+    if isinstance(query, sql.Identifier):
+        quoted = query.as_string(connection)
+        if "%" in quoted:
+            return sql.SQL(quoted.replace("%", "%%"))
+    return query

@@ -22,9 +22,8 @@ from datasync.state import open_store
 TABLE = 'con"tacts; DROP TABLE victim; --'
 COLUMNS = {  # HubSpot property -> hostile PostgreSQL column (each under 63 bytes)
     "jobtitle": 'ti"tle; DROP TABLE victim; --',
-    # No "%": psycopg parses placeholders inside quoted identifiers too, so a column named
-    # with "%" fails the run cleanly (FatalError) instead of syncing. Reported as a gap.
-    "company": "{0} $1 ? :x; DELETE FROM victim",
+    # "%" matters: psycopg parses placeholders inside quoted identifiers too.
+    "company": "%(x)s %s 50% {0} $1 ? :x; DELETE FROM victim",
     "city": "naïve 名前 🦄 \\ '' \"\"",
 }
 VALUES = [
