@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 ALLOWED_HOSTS_ENV = "DATASYNC_ALLOWED_HOSTS"
 ALLOW_LOCAL_ENV = "DATASYNC_ALLOW_SANDBOX_URLS"
+CA_BUNDLE_ENV = "DATASYNC_CA_BUNDLE"
 
 
 class Action(Enum):
@@ -112,6 +114,23 @@ def _host_matches(host: str, pattern: str) -> bool:
     return host == pattern
 
 
+def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
+    """What httpx verifies the server with: the system CAs, or a CA bundle file given as
+    a path (loaded here: httpx deprecates `verify=<path>`)."""
+    if not isinstance(verify, str):
+        return verify
+    try:
+        return ssl.create_default_context(cafile=verify)
+    except (OSError, ssl.SSLError) as error:
+        from datasync.connector import ConfigurationError
+
+        raise ConfigurationError(
+            f"the CA bundle {verify!r} cannot be used ({type(error).__name__}); "
+            f"{CA_BUNDLE_ENV} must name a readable PEM file of CA certificates",
+            field=CA_BUNDLE_ENV,
+        ) from None
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
     """Seconds to wait, from Retry-After or the app's rate-limit headers."""
     value = response.headers.get("Retry-After")
@@ -153,7 +172,7 @@ class ApiClient:
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
                 limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
-                verify=os.environ.get("DATASYNC_CA_BUNDLE") or self.verify,
+                verify=tls_verification(os.environ.get(CA_BUNDLE_ENV) or self.verify),
             )
         return self._client
 

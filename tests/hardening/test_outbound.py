@@ -180,6 +180,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return key, cert
 
 
+@pytest.mark.filterwarnings("error::DeprecationWarning")
 async def test_tls_is_verified_and_a_ca_bundle_can_be_given(
     certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -216,3 +217,20 @@ async def test_tls_is_verified_and_a_ca_bundle_can_be_given(
         assert schema.fields == {}
     finally:
         await runner.cleanup()
+
+
+async def test_an_unreadable_ca_bundle_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ALLOW_LOCAL_ENV, "true")
+    not_pem = tmp_path / "bundle.pem"
+    not_pem.write_text("not a certificate")
+    for bundle in (tmp_path / "missing.pem", not_pem):
+        monkeypatch.setenv("DATASYNC_CA_BUNDLE", str(bundle))
+        connector = HubSpotConnector(
+            {"baseUrl": "https://127.0.0.1:9"}, {"accessToken": "t"}, AuthType.APP_PARAMETERS
+        )
+        async with connector:
+            with pytest.raises(ConfigurationError) as refused:
+                await connector.describe("contacts")
+        assert refused.value.field == "DATASYNC_CA_BUNDLE"
