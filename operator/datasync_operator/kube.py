@@ -23,11 +23,19 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class KubeError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, causes: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.causes = causes
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """The write was refused because its namespace is being deleted."""
+        return "NamespaceTerminating" in self.causes
 
 
 @dataclass
@@ -137,8 +145,15 @@ class Kube:
             if response.status >= 400:
                 try:
                     status = json.loads(text)
+                    causes = tuple(
+                        str(cause.get("reason", ""))
+                        for cause in (status.get("details") or {}).get("causes") or []
+                    )
                     raise KubeError(
-                        response.status, str(status.get("reason", "")), str(status.get("message"))
+                        response.status,
+                        str(status.get("reason", "")),
+                        str(status.get("message")),
+                        causes,
                     )
                 except ValueError:
                     raise KubeError(response.status, "", text[:500]) from None

@@ -161,6 +161,12 @@ async def reconcile(body: Json, *, force_check: bool = False) -> None:
             return
         try:
             await _reconcile_locked(client(), fresh, remembered, force_check)
+        except KubeError as error:
+            if error.namespace_terminating:
+                log.debug("%s/%s: namespace is being deleted, nothing to do", namespace, name)
+                return
+            metrics.reconcile_errors.labels(namespace, name).inc()
+            raise
         except Exception:
             metrics.reconcile_errors.labels(namespace, name).inc()
             raise
