@@ -234,6 +234,8 @@ class _Run:
         self.overlap = overlap
         self.report = Report()
         self.handled: dict[Side, set[str]] = {Side.SOURCE: set(), Side.DESTINATION: set()}
+        self.leaving: set[Side] = set()  # sides whose records write to the other side
+        self.started = datetime.now(UTC)
         self.system_of_record = Side(spec.systemOfRecord)
         self.most_recent = spec.conflictResolution == ConflictResolution.MOST_RECENT
         self.mappings: list[ResolvedMapping] = []
@@ -289,6 +291,7 @@ class _Run:
                 value_kind(mapping, schemas[Side.DESTINATION], Side.DESTINATION)
             )
         self.chunk = max(1, min(source.max_batch_size, destination.max_batch_size))
+        self.leaving = {side for side in SIDES if self.leaves(side)}
 
     # ------------------------------------------------------------------ passes
     async def sync_side(self, side: Side) -> None:
@@ -323,6 +326,8 @@ class _Run:
         end = self.ends[side]
         for ids in self.store.iter_failing(side, self.chunk):
             todo = [record_id for record_id in ids if record_id not in self.handled[side]]
+            if side not in self.leaving:
+                todo = self._failed_before_this_run(side, todo)
             if not todo:
                 continue
             try:
@@ -518,7 +523,7 @@ class _Run:
         there_scope = await self.scope(other(side), [w.records[other(side)] for w in works])
         for work in works:
             work.eligible[other(side)] = there_scope[work.record_id(other(side))]
-            self.handled[other(side)].add(work.record_id(other(side)))
+            self.remember(other(side), work.record_id(other(side)))
             self.decide(work)
 
         self.exclude(side, excluded, records)
@@ -737,7 +742,7 @@ class _Run:
                         )
                     else:
                         self.store.clear_health(side, [work.record.id])
-                    self.handled[target].add(result.record_id)
+                    self.remember(target, result.record_id)
                 # Created ids are committed as soon as the app returns them.
                 self.store.save_pairs(new_pairs)
         return hold
@@ -855,6 +860,24 @@ class _Run:
                 self.store.clear_health(side, cleared[side])
             for side, record_id, error in failing:
                 self.store.mark_failing(side, record_id, error.reason, error.code, now)
+
+    def remember(self, side: Side, record_id: str) -> None:
+        """Note a record this run already synced, so its own pass skips it. A side nothing
+        leaves has no pass: remembering every record written into it would grow memory with
+        the run (about 110 bytes a record); its failing records are told apart by when they
+        failed instead (_failed_before_this_run)."""
+        if side in self.leaving:
+            self.handled[side].add(record_id)
+
+    def _failed_before_this_run(self, side: Side, ids: list[str]) -> list[str]:
+        health = self.store.health_for(side, ids)
+
+        def earlier(record_id: str) -> bool:
+            found = health.get(record_id)
+            failed_at = _utc(found.last_failure_at) if found else None
+            return failed_at is None or failed_at < self.started
+
+        return [record_id for record_id in ids if earlier(record_id)]
 
     # ------------------------------------------------------------------ failures
     def fail(self, side: Side, record_id: str, error: RecordError, values: Iterable[Any]) -> None:
