@@ -30,8 +30,7 @@ SCENARIOS = {
     5: scenarios.scenario_memory,
     6: scenarios.scenario_operator,
 }
-# Scenario 3 continues scenario 1's apps, after the engine's re-read overlap has passed:
-# the others run in between.
+# Scenario 3 continues scenario 1's apps (kept running meanwhile).
 ORDER = (1, 2, 4, 5, 6, 3)
 
 

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +89,8 @@ def secret_doc(name: str, data: dict[str, str], namespace: str) -> dict[str, Any
 
 
 def run_sync(connection: Path, secrets: Path, state_url: str, workdir: Path, label: str) -> SyncRun:
-    """`datasync sync ... --output json` in a child process; wall time and the child's
-    peak RSS (ru_maxrss from wait4, KiB on Linux)."""
+    """`datasync sync ... --output json` in a child process; wall time, CPU time and the
+    child's peak RSS (ru_maxrss from wait4, KiB on Linux)."""
     env = dict(os.environ)
     env[ALLOW_LOCAL_ENV] = "true"
     env.setdefault("NO_COLOR", "1")
@@ -111,13 +110,8 @@ def run_sync(connection: Path, secrets: Path, state_url: str, workdir: Path, lab
     ]
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         apps_before = own_cpu_seconds()
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
+        measured = measure(command, workdir / f"{label}.measure.json", out, err, env)
+        apps_cpu = own_cpu_seconds() - apps_before
     text = stdout_path.read_text(errors="replace").strip()
     try:
         summary = json.loads(text.splitlines()[-1]) if text else {}
@@ -125,14 +119,31 @@ def run_sync(connection: Path, secrets: Path, state_url: str, workdir: Path, lab
         summary = {}
     tail = "\n".join(stderr_path.read_text(errors="replace").splitlines()[-15:])
     return SyncRun(
-        seconds,
-        usage.ru_maxrss / 1024,
-        process.returncode,
+        measured["seconds"],
+        measured["maxRssKiB"] / 1024,
+        measured["exitCode"],
         summary,
         tail,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        apps_cpu_seconds=own_cpu_seconds() - apps_before,
+        cpu_seconds=measured["cpuSeconds"],
+        apps_cpu_seconds=apps_cpu,
     )
+
+
+def measure(
+    command: list[str], result: Path, stdout: Any, stderr: Any, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run `command` through bench.measure (see there why) and return its figures."""
+    subprocess.run(
+        [sys.executable, "-m", "bench.measure", str(result), "--", *command],
+        stdout=stdout,
+        stderr=stderr,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    figures: dict[str, Any] = json.loads(result.read_text())
+    return figures
 
 
 def own_cpu_seconds() -> float:

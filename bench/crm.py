@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,7 @@ class CrmWorld:
         self.loop.run(self.salesforce.start())
         self.loop.call(self.hubspot.load, sample.hubspot_records())
         self.loop.call(self.salesforce.load, sample.salesforce_records())
+        self.loop.call(self._backdate)
         connection = manifests.connection_manifest(
             self.hubspot.connector_settings(), self.salesforce.connector_settings()
         )
@@ -160,6 +162,23 @@ class CrmWorld:
             ],
         )
         return time.perf_counter() - started
+
+    def _backdate(self) -> None:
+        """Spread the loaded records' creation and modification times over the last 90
+        days, as in a real account. Loaded in one go they would all carry the same few
+        seconds, and every incremental run re-reads what changed in the 2 minutes before
+        its watermark (the engine's clock-skew overlap): that would be the whole app."""
+        now_ms = int(time.time() * 1000)
+        start_ms = now_ms - 90 * 86_400_000
+        contacts = list(self.hubspot.contacts.values())
+        step = (now_ms - 3_600_000 - start_ms) // max(1, len(contacts))
+        for index, contact in enumerate(contacts):
+            contact.created_ms = contact.modified_ms = start_ms + index * step
+        rows = list(self.salesforce._objects["Contact"].rows.values())
+        step = (now_ms - 3_600_000 - start_ms) // max(1, len(rows))
+        for index, row in enumerate(rows):
+            stamp = datetime.fromtimestamp((start_ms + index * step) / 1000, UTC)
+            row["CreatedDate"] = row["LastModifiedDate"] = row["SystemModstamp"] = stamp
 
     def stop(self) -> None:
         self.loop.run(self.hubspot.stop())

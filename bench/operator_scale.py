@@ -82,6 +82,7 @@ class ScaleResult:
     apply_seconds: float = 0.0
     ready_seconds: float | None = None
     ready: int = 0
+    ready_curve: list[tuple[float, int]] = field(default_factory=list)  # (seconds, Ready)
     requests: dict[str, int] = field(default_factory=dict)
     bench_requests: dict[str, int] = field(default_factory=dict)
     operator_rss_mib: float = 0.0
@@ -140,6 +141,7 @@ def run_scale(loop: BackgroundLoop, workdir: Path, count: int, timeout: float) -
             ]
             polls += 1
             result.ready = sum(1 for item in items if _ready(item))
+            result.ready_curve.append((round(time.monotonic() - started, 1), result.ready))
             if result.ready == count:
                 result.ready_seconds = time.monotonic() - started
                 break

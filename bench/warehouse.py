@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,25 +183,37 @@ class Warehouse:
         )
         stderr_path = self.workdir / f"{label}.singer.log"
         with records_file.open("rb") as stdin, open(stderr_path, "wb") as err:
-            started = time.perf_counter()
-            process = subprocess.Popen(
+            measured = measure_stdin(
                 [str(SINGER_TARGET), "--config", str(config)],
-                stdin=stdin,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=self.workdir,
+                self.workdir / f"{label}.measure.json",
+                stdin,
+                err,
+                self.workdir,
             )
-            _, status, usage = os.wait4(process.pid, 0)
-            seconds = time.perf_counter() - started
-            process.returncode = os.waitstatus_to_exitcode(status)
         tail = "\n".join(stderr_path.read_text(errors="replace").splitlines()[-10:])
         return ProcessRun(
-            seconds,
-            usage.ru_maxrss / 1024,
-            process.returncode,
+            measured["seconds"],
+            measured["maxRssKiB"] / 1024,
+            measured["exitCode"],
             tail,
-            usage.ru_utime + usage.ru_stime,
+            measured["cpuSeconds"],
         ), destination_dsn
+
+
+def measure_stdin(
+    command: list[str], result: Path, stdin: Any, stderr: Any, cwd: Path
+) -> dict[str, Any]:
+    """Run `command` through bench.measure with `stdin` (see bench/measure.py for why)."""
+    subprocess.run(
+        [sys.executable, "-m", "bench.measure", str(result), "--", *command],
+        stdin=stdin,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    figures: dict[str, Any] = json.loads(result.read_text())
+    return figures
 
 
 def count_rows(dsn: str, table: str = "contacts", schema: str = "public") -> int:
