@@ -89,7 +89,10 @@ class HostPolicy:
         return cls(allowed=defaults + extra, allow_local=allow_local)
 
     def permits(self, url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if parts.scheme != "https" and not self.allow_local:
+            return False  # credentials never travel in clear text to a real app
         if self.allow_local and host in {"localhost", "127.0.0.1", "::1"}:
             return True
         return any(_host_matches(host, pattern) for pattern in self.allowed)
@@ -99,6 +102,12 @@ class HostPolicy:
             host = urlsplit(url).hostname or url
             from datasync.connector import ConfigurationError
 
+            if urlsplit(url).scheme != "https" and not self.allow_local:
+                raise ConfigurationError(
+                    f"{url.split('?')[0]!r} is not https: plain http is only for sandbox apps "
+                    f"and needs {ALLOW_LOCAL_ENV}=true (chart value operator.allowSandboxUrls)",
+                    field=setting,
+                )
             raise ConfigurationError(
                 f"host {host!r} is not allowed for this connector; use the app's official "
                 f"API host, or add it to the operator's allowedHosts ({ALLOWED_HOSTS_ENV}); "
