@@ -244,4 +244,4 @@ def _run_through(
         "Created and Updated events",
     )
     log = operator.log_text()
-    assert "403" not in log and "Forbidden" not in log and "forbidden" not in log, log
+    assert "403 Forbidden" not in log and "forbidden" not in log, log
