@@ -7,6 +7,8 @@ import logging
 
 import kopf
 
+from datasync.logs import quiet_http_logs
+
 from . import handlers, kube, metrics
 from .config import OperatorConfig, set_current
 
@@ -46,6 +48,7 @@ def run(
         log_prefix=log_format != "json",
     )
     logging.getLogger("kopf.objects").addFilter(_QuietWatchEvents())
+    quiet_http_logs()  # httpx logs request URLs at INFO; they can carry emails
     set_current(config)
     try:
         credentials = kube.load_credentials(kubeconfig)
