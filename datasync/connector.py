@@ -169,6 +169,9 @@ class Connector(abc.ABC):
     max_batch_size: ClassVar[int]
     # Hosts the connector may call unless the operator allows more (see datasync.http).
     default_allowed_hosts: ClassVar[tuple[str, ...]] = ()
+    # True when the constructor takes `tls_context=` (an ssl.SSLContext built from
+    # spec.<side>.tls.caBundle) for its HTTP client; see datasync.tls.
+    accepts_ca_bundle: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -32,6 +32,11 @@ ALLOW_LOCAL_ENV = "DATASYNC_ALLOW_SANDBOX_URLS"
 CA_BUNDLE_ENV = "DATASYNC_CA_BUNDLE"
 
 
+class UntrustedServerError(AppUnreachableError):
+    """The server's TLS certificate is not trusted: its message names the CA bundle setting,
+    so connectors pass it on rather than rewording it as a network problem."""
+
+
 class Action(Enum):
     SUCCEED = "succeed"
     RETRY = "retry"
@@ -173,15 +178,20 @@ class ApiClient:
     timeout: float = 30.0
     calls: int = 0
     app: str = "the app"
-    verify: bool | str = True
+    # True (system CAs, or DATASYNC_CA_BUNDLE), a CA bundle path, or the context of this
+    # app's own CA bundle (spec.<side>.tls.caBundle), which wins over the process-wide one.
+    verify: bool | str | ssl.SSLContext = True
     _client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
+            verify = self.verify
+            if not isinstance(verify, ssl.SSLContext):
+                verify = tls_verification(os.environ.get(CA_BUNDLE_ENV) or verify)
             self._client = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
                 limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
-                verify=tls_verification(os.environ.get(CA_BUNDLE_ENV) or self.verify),
+                verify=verify,
             )
         return self._client
 
@@ -228,6 +238,14 @@ class ApiClient:
                 self.calls += 1
                 response = await self.client().request(method, url, headers=headers, **kwargs)
             except (httpx.TimeoutException, httpx.TransportError) as error:
+                untrusted = _certificate_problem(error)
+                if untrusted is not None:  # not transient: asking again cannot help
+                    raise UntrustedServerError(
+                        f"TLS verification of {urlsplit(url).hostname} failed ({untrusted}); "
+                        f"if {self.app} uses a private CA, give its CA certificate in "
+                        "tls.caBundle (a Secret key) of this app in the spec, or in "
+                        f"{CA_BUNDLE_ENV} for every app; verification is never turned off"
+                    ) from None
                 last_problem = type(error).__name__
                 if not repeatable and not isinstance(error, NOT_SENT):
                     raise RetriableError(_maybe_applied(self.app, last_problem)) from None
@@ -281,6 +299,17 @@ def _maybe_applied(app: str, problem: str) -> str:
         f"{app} did not confirm a write ({problem}); it is not sent again because it may "
         "have been applied, and the next run matches the records by identity"
     )
+
+
+def _certificate_problem(error: BaseException) -> str | None:
+    """The verification failure behind a transport error, if the server's certificate was
+    not trusted."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return str(seen.verify_message or seen.reason or "certificate verify failed")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _path(url: str) -> str:

@@ -10,6 +10,7 @@ the benchmarks, and users trying Datasync before connecting real accounts.
 from __future__ import annotations
 
 import abc
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -70,6 +71,8 @@ class SandboxApp(abc.ABC):
     requests_served: int = 0
     _runner: web.AppRunner | None = None
     base_url: str = ""
+    # Serve https with this context (a test's private CA); plain http when None.
+    ssl_context: ssl.SSLContext | None = None
 
     @abc.abstractmethod
     def build_app(self) -> web.Application:
@@ -93,13 +96,14 @@ class SandboxApp(abc.ABC):
     async def start(self) -> str:
         self._runner = web.AppRunner(self.build_app(), access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         server = site._server  # aiohttp exposes the bound port only here
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        self.base_url = f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        self.base_url = f"{scheme}://{self.host}:{self.port}"
         return self.base_url
 
     async def stop(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -32,7 +33,7 @@ from datasync.connector import (
     SecretKey,
     WriteResult,
 )
-from datasync.http import ApiClient, HostPolicy, RetryPolicy
+from datasync.http import ApiClient, HostPolicy, RetryPolicy, UntrustedServerError
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class HubSpotConnector(Connector):
     }
     max_batch_size: ClassVar[int] = 100
     default_allowed_hosts: ClassVar[tuple[str, ...]] = ("api.hubapi.com", "api.hubspot.com")
+    accepts_ca_bundle: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -152,6 +154,7 @@ class HubSpotConnector(Connector):
         *,
         retry: RetryPolicy | None = None,
         search_window: int = SEARCH_WINDOW,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(settings, credentials, auth_type)
         self.config = parse_settings(settings)
@@ -174,6 +177,7 @@ class HubSpotConnector(Connector):
             hosts=hosts,
             retry=retry or RetryPolicy(),
             app="HubSpot",
+            verify=tls_context or True,
         )
         self._access_token: str | None = None
         self._token_expires_at = 0.0
@@ -219,6 +223,8 @@ class HubSpotConnector(Connector):
                     "refresh_token": self.credentials["refreshToken"],
                 },
             )
+        except UntrustedServerError:
+            raise
         except AppUnreachableError:
             raise self._unreachable() from None
         body = _json_or_none(response)
@@ -256,6 +262,8 @@ class HubSpotConnector(Connector):
                 f"{self._credential_to_check} key",
                 credential=self._credential_to_check,
             ) from None
+        except UntrustedServerError:
+            raise
         except AppUnreachableError:
             raise self._unreachable() from None
         self._answered.append(time.monotonic())

@@ -24,7 +24,7 @@ from datasync.connector import (
     ConfigurationError,
     RetriableError,
 )
-from datasync.http import ApiClient, HostPolicy
+from datasync.http import ApiClient, HostPolicy, UntrustedServerError
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class TokenManager:
                 data=form,
                 headers={"Accept": "application/json"},
             )
+        except UntrustedServerError:
+            raise
         except AppUnreachableError:
             raise AppUnreachableError(
                 f"Salesforce's token endpoint could not be reached; check the {self.url_setting} "

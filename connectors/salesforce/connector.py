@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+import ssl
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -37,7 +38,7 @@ from datasync.connector import (
     SecretKey,
     WriteResult,
 )
-from datasync.http import ApiClient, HostPolicy, retry_after_seconds
+from datasync.http import ApiClient, HostPolicy, UntrustedServerError, retry_after_seconds
 
 from . import soql
 from .auth import TOKEN_PATH, TokenManager
@@ -240,12 +241,15 @@ class SalesforceConnector(Connector):
         "*.my.salesforce.com",
         "*.salesforce.com",
     )
+    accepts_ca_bundle: ClassVar[bool] = True
 
     def __init__(
         self,
         settings: Mapping[str, str],
         credentials: Mapping[str, str],
         auth_type: AuthType | str,
+        *,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         auth_type = AuthType(auth_type)
         super().__init__(settings, credentials, auth_type)
@@ -277,7 +281,9 @@ class SalesforceConnector(Connector):
                     self.hosts.check(url, setting=setting)
                 except ConfigurationError as error:
                     raise ConfigurationError(f"setting {setting}: {error}", field=setting) from None
-        self.http = ApiClient(base_url=token_base, hosts=self.hosts, app="Salesforce")
+        self.http = ApiClient(
+            base_url=token_base, hosts=self.hosts, app="Salesforce", verify=tls_context or True
+        )
         self.tokens = TokenManager(
             self.http,
             auth_type,
@@ -344,6 +350,8 @@ class SalesforceConnector(Connector):
                     "user behind the credentials is active and has the API Enabled permission",
                     credential=self.tokens.secret_key,
                 ) from None
+            except UntrustedServerError:
+                raise
             except AppUnreachableError:
                 raise AppUnreachableError(
                     "Salesforce's instance URL (from the token response) could not be reached; "

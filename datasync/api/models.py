@@ -136,6 +136,33 @@ class Auth(_Model):
     )
 
 
+class CABundle(_Model):
+    """A Secret key holding the PEM CA certificate(s) the app's server is verified with."""
+
+    secretRef: SecretRef = Field(
+        description="The Secret holding the CA bundle (in the connection's namespace)."
+    )
+    key: str = Field(
+        default="ca.crt",
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="The Secret key whose value is the PEM CA bundle (default ca.crt).",
+    )
+
+
+class TLS(_Model):
+    """How Datasync verifies the app's server. Verification is always on."""
+
+    caBundle: CABundle | None = Field(
+        default=None,
+        description=(
+            "CA certificates to trust for this app instead of the system ones (an app "
+            "behind a private CA or a TLS-inspecting proxy). API connectors only; the "
+            "postgres connector takes `sslrootcert` in its Secret."
+        ),
+    )
+
+
 class AppEndpoint(_Model):
     """One side of the connection: an app, how to log in, and its non-secret settings."""
 
@@ -154,6 +181,10 @@ class AppEndpoint(_Model):
                 "baseUrl, table). Each connector documents its settings."
             ),
         )
+    )
+    tls: TLS | None = Field(
+        default=None,
+        description="TLS options for outbound requests to this app (verification stays on).",
     )
 
 

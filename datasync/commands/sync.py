@@ -39,6 +39,7 @@ from datasync.secrets import (
     read_secret_dir,
 )
 from datasync.state import StateStoreError, open_store
+from datasync.tls import ca_bundle_dir
 
 log = logging.getLogger("datasync.sync")
 
@@ -205,7 +206,12 @@ def _run(
                 )
             secrets[side] = manifests[ref]
     url = _state_url(state_url, state_dsn_file, spec, manifests, name)
-    connectors = {side: _build_connector(spec, side, secrets[side]) for side in Side}
+    connectors = {
+        side: _build_connector(
+            spec, side, secrets[side], _ca_bundle(spec, side, manifests, secrets_dir)
+        )
+        for side in Side
+    }
     try:
         store = open_store(url, f"{namespace}/{name}")
     except StateStoreError as exc:
@@ -323,8 +329,43 @@ def _guard(function: Any, *args: Any) -> Any:
         raise SetupError(str(exc)) from None
 
 
-def _build_connector(spec: DataSyncConnectionSpec, side: Side, secret: Secret) -> Connector:
+def _ca_bundle(
+    spec: DataSyncConnectionSpec,
+    side: Side,
+    manifests: dict[str, Secret] | None,
+    secrets_dir: Path | None,
+) -> str | None:
+    """The PEM text of the side's tls.caBundle Secret key, or None when it has none."""
+    endpoint = spec.endpoint(side)
+    bundle = endpoint.tls.caBundle if endpoint.tls else None
+    if bundle is None:
+        return None
+    name, key = bundle.secretRef.name, bundle.key
+    where = f"spec.{side}.tls.caBundle.secretRef"
+    if secrets_dir is not None:
+        secret = _guard(read_secret_dir, secrets_dir / ca_bundle_dir(str(side)), name)
+    else:
+        assert manifests is not None
+        if name not in manifests:
+            raise SetupError(
+                f"Secret {name!r} ({where}) is not in the secrets file; add a `kind: Secret` "
+                f"manifest named {name!r} with key {key!r} (the PEM CA certificates)"
+            )
+        secret = manifests[name]
+    pem = secret.data.get(key)
+    if not pem:
+        raise SetupError(
+            f"Secret {name!r} ({where}) has no key {key!r}; put the PEM CA certificates "
+            f"there, or set spec.{side}.tls.caBundle.key"
+        )
+    return str(pem)
+
+
+def _build_connector(
+    spec: DataSyncConnectionSpec, side: Side, secret: Secret, ca_bundle: str | None = None
+) -> Connector:
     from datasync import registry
+    from datasync.tls import connector_options
 
     endpoint = spec.endpoint(side)
     try:
@@ -336,7 +377,11 @@ def _build_connector(spec: DataSyncConnectionSpec, side: Side, secret: Secret) -
         credentials_for, connector_class, auth_type, secret, f"spec.{side}.auth.secretRef"
     )
     try:
-        return connector_class(endpoint.settings, credentials, auth_type)
+        options = connector_options(connector_class, endpoint, str(side), ca_bundle)
+    except ConfigurationError as exc:
+        raise SetupError(f"{side} connector {endpoint.app}: {exc}") from None
+    try:
+        return connector_class(endpoint.settings, credentials, auth_type, **options)
     except ConfigurationError as exc:
         where = f" (spec.{side}.settings.{exc.field})" if exc.field else ""
         raise SetupError(f"{side} connector {endpoint.app}: {exc}{where}") from None

@@ -21,6 +21,7 @@ from datasync.connector import (
     ConfigurationError,
     Connector,
 )
+from datasync.tls import ca_bundle_dir, connector_options
 
 from .kube import Kube, core_path
 
@@ -81,6 +82,14 @@ def spec_problems(spec: DataSyncConnectionSpec) -> list[Problem]:
         except registry.UnknownConnectorError as error:
             problems.append(Problem(UNKNOWN_CONNECTOR, f"spec.{side.value}.app: {error}"))
             continue
+        if endpoint.tls and endpoint.tls.caBundle and not cls.accepts_ca_bundle:
+            problems.append(
+                Problem(
+                    INVALID_SETTINGS,
+                    f"spec.{side.value}.tls.caBundle: the {endpoint.app} connector does not use "
+                    "it; remove it (postgres takes the CA in its Secret key `sslrootcert`)",
+                )
+            )
         if cls.auth_spec(endpoint.auth.type) is None:
             supported = ", ".join(spec.type for spec in cls.auth)
             problems.append(
@@ -129,6 +138,17 @@ async def resolve(kube: Kube, namespace: str, spec: DataSyncConnectionSpec) -> R
                 purpose,
             )
         )
+        bundle = endpoint.tls.caBundle if endpoint.tls else None
+        if bundle is not None:
+            wanted.append(
+                (
+                    ca_bundle_dir(side.value),
+                    f"spec.{side.value}.tls.caBundle.secretRef",
+                    bundle.secretRef.name,
+                    (bundle.key,),
+                    f"the {endpoint.app} connector's CA bundle (tls.caBundle.key)",
+                )
+            )
     if spec.state.type == StateStoreType.POSTGRESQL and spec.state.secretRef is not None:
         wanted.append(
             (
@@ -162,19 +182,26 @@ async def resolve(kube: Kube, namespace: str, spec: DataSyncConnectionSpec) -> R
                     f"needed by {purpose}; add the key to the Secret",
                 )
             )
+        if directory.endswith("-ca"):  # only the CA key: the Secret may hold more
+            data = {key: value for key, value in data.items() if key in required}
         resolution.mounts[directory] = (name, sorted(data))
         resolution.credentials[directory] = _decode(data)
     return resolution
 
 
 async def _check_side(
-    spec: DataSyncConnectionSpec, side: Side, credentials: Mapping[str, str], limit: float
+    spec: DataSyncConnectionSpec,
+    side: Side,
+    credentials: Mapping[str, str],
+    limit: float,
+    ca_bundle: str | None = None,
 ) -> Problem | None:
     endpoint = spec.endpoint(side)
     secret = endpoint.auth.secretRef.name
     try:
         cls = connector_class(endpoint.app)
-        connector = cls(endpoint.settings, credentials, AuthType(endpoint.auth.type))
+        options = connector_options(cls, endpoint, side.value, ca_bundle)
+        connector = cls(endpoint.settings, credentials, AuthType(endpoint.auth.type), **options)
         async with connector:
             await asyncio.wait_for(connector.check(), limit)
     except AuthenticationError as error:
@@ -191,6 +218,8 @@ async def _check_side(
         )
     except ConfigurationError as error:
         where = f"spec.{side.value}.settings.{error.field}: " if error.field else ""
+        if error.field == "tls.caBundle":
+            where = ""  # the message names the spec field and the Secret key
         return Problem(INVALID_SETTINGS, f"{where}{error}")
     except registry.UnknownConnectorError as error:
         return Problem(UNKNOWN_CONNECTOR, str(error))
@@ -207,7 +236,16 @@ async def check(
     if resolution.problems:
         return resolution.problems[0]
     for side in Side:
-        problem = await _check_side(spec, side, resolution.credentials.get(side.value, {}), limit)
+        endpoint = spec.endpoint(side)
+        bundle = endpoint.tls.caBundle if endpoint.tls else None
+        ca_bundle = (
+            resolution.credentials.get(ca_bundle_dir(side.value), {}).get(bundle.key)
+            if bundle is not None
+            else None
+        )
+        problem = await _check_side(
+            spec, side, resolution.credentials.get(side.value, {}), limit, ca_bundle
+        )
         if problem is not None:
             return Problem(problem.reason, f"spec.{side.value}: {problem.message}")
     return None

@@ -34,9 +34,13 @@ _background: list[asyncio.Task[None]] = []
 def _referenced_secrets(spec: Any) -> list[str]:
     names: list[str] = []
     for side in ("source", "destination"):
-        ref = ((spec.get(side) or {}).get("auth") or {}).get("secretRef") or {}
+        endpoint = spec.get(side) or {}
+        ref = (endpoint.get("auth") or {}).get("secretRef") or {}
         if ref.get("name"):
             names.append(str(ref["name"]))
+        bundle = ((endpoint.get("tls") or {}).get("caBundle") or {}).get("secretRef") or {}
+        if bundle.get("name"):
+            names.append(str(bundle["name"]))
     state_ref = (spec.get("state") or {}).get("secretRef") or {}
     if state_ref.get("name"):
         names.append(str(state_ref["name"]))

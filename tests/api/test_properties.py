@@ -29,7 +29,7 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
     )
 
     def endpoint(app: str) -> dict[str, Any]:
-        return {
+        result: dict[str, Any] = {
             "app": app,
             "auth": {
                 "type": draw(st.sampled_from(["OAuth", "AppParameters"])),
@@ -39,6 +39,12 @@ def specs(draw: st.DrawFn) -> dict[str, Any]:
                 st.dictionaries(st.from_regex(r"[a-zA-Z]{1,12}", fullmatch=True), text, max_size=3)
             ),
         }
+        if draw(st.booleans()):
+            bundle: dict[str, Any] = {"secretRef": {"name": draw(names)}}
+            if draw(st.booleans()):
+                bundle["key"] = draw(st.from_regex(r"[a-z][-._a-z0-9]{0,20}", fullmatch=True))
+            result["tls"] = {"caBundle": bundle} if draw(st.booleans()) else {}
+        return result
 
     spec: dict[str, Any] = {
         "direction": direction,
