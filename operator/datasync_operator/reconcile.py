@@ -109,7 +109,13 @@ async def _event(body: Json, type_: str, reason: str, message: str) -> None:
     }
     try:
         await client().create(core_path(meta["namespace"], "events"), event)
-    except (KubeError, OSError, TimeoutError) as error:
+    except KubeError as error:
+        if error.namespace_terminating:
+            return
+        log.warning(
+            "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], error
+        )
+    except (OSError, TimeoutError) as error:
         log.warning(
             "could not post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], error
         )
