@@ -126,10 +126,15 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
             _summary(console, second.summary, text)
             say(
                 f"It wrote {show.written(second.summary)} records: the records run 1 wrote were "
-                "read back once and found already in step (no ping-pong). Contacts created in "
-                f"HubSpot by the sync are not members of {LIST_NAME!r}, so they are counted as "
-                "NotInList: their HubSpot edits stay in HubSpot until someone adds them to the "
-                "list, while Salesforce edits still reach them.\n"
+                "read back once and found already in step (no ping-pong), and health is as run "
+                f"1 left it. Contacts created in HubSpot by the sync are not members of "
+                f"{LIST_NAME!r}; while both apps agree they are in sync (read back unchanged, "
+                "not skipped). A HubSpot edit of theirs stays in HubSpot (skipped and excluded "
+                "as NotInList until the apps agree again or someone adds them to the list), "
+                "while Salesforce edits still reach them. The few records skipped here are "
+                "out-of-scope contacts run 1 updated from Salesforce, read back: they still "
+                "hold HubSpot values that may not leave HubSpot, so they are skipped again, "
+                "their health unchanged.\n"
             )
 
             edits = await demo.edit_both_apps()

@@ -123,6 +123,7 @@ class FieldPlan:
     value: Any = None
     fp_written: str | None = None  # fingerprint once the write succeeded
     fp_else: str | None = None  # fingerprint when nothing is written (None: keep the old)
+    held: Side | None = None  # this side changed the field but may not leave its app
 
 
 @dataclass
@@ -346,8 +347,9 @@ class _Run:
             await self.process(side, records)
 
     async def refresh_list(self, side: Side) -> None:
-        """Notice records entering the inclusion list (synced now, edited or not) and
-        leaving it (excluded as NotInList), by comparing members with the last run's."""
+        """Notice records entering the inclusion list (synced now, edited or not) by
+        comparing members with the last run's. A record leaving it keeps its health: it
+        is excluded as NotInList only once an edit of its own is held back."""
         end = self.ends[side]
         assert end.list_ref is not None
         first_sync = self.store.get_watermark(side) is None
@@ -367,9 +369,7 @@ class _Run:
             return
         if self.dry_run:
             return
-        left = self.store.list_sweep(side, generation)
-        known = set(self.store.pairs_for(side, left)) | set(self.store.health_for(side, left))
-        self.store.mark_excluded(side, {record_id: "NotInList" for record_id in known})
+        self.store.list_sweep(side, generation)
         # The store now holds exactly the list's members: scope() asks it, not the app.
         self.list_refreshed.add(side)
 
@@ -612,7 +612,8 @@ class _Run:
         if winner is None or not mapping.writes_to(other(winner)):
             return FieldPlan(mapping, fp_else=one_way)
         if work.eligible.get(winner) is not None:
-            return FieldPlan(mapping)  # the record may not leave its app: keep, sync later
+            # The record may not leave its app: keep the old fingerprint, sync it later.
+            return FieldPlan(mapping, held=winner)
         if winner == Side.SOURCE:
             value = map_value(source_raw, mapping.values)
         else:
@@ -842,7 +843,10 @@ class _Run:
                 if (side, record_id) in failing_ids:
                     continue
                 reason = work.eligible.get(side)
-                if reason is not None:
+                # A list or filter only stops changes: a record that may not leave its app
+                # but changed nothing that would leave it (say, the engine's own write read
+                # back) is as in sync as the pair.
+                if reason is not None and any(plan.held == side for plan in work.plans):
                     excluded[side][record_id] = reason
                 else:
                     cleared[side].append(record_id)
