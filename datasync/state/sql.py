@@ -307,11 +307,14 @@ class SqlStateStore(StateStore):
         for state, reason, count in rows:
             target = health.excluded if state == HealthState.EXCLUDED else health.failing
             target[reason] = int(count)
+        # Two NOT EXISTS, each an index lookup: one with an OR made SQLite scan the health
+        # table for every pair (22 s of a 24 s incremental run at 20k contacts a side).
         row = self._run(
-            "SELECT COUNT(*) FROM datasync_pairs p WHERE p.connection = ? AND NOT EXISTS ("
-            "SELECT 1 FROM datasync_health h WHERE h.connection = p.connection AND ("
-            "(h.side = 'source' AND h.record_id = p.source_id) OR "
-            "(h.side = 'destination' AND h.record_id = p.destination_id)))",
+            "SELECT COUNT(*) FROM datasync_pairs p WHERE p.connection = ? "
+            "AND NOT EXISTS (SELECT 1 FROM datasync_health h WHERE h.connection = p.connection "
+            "AND h.side = 'source' AND h.record_id = p.source_id) "
+            "AND NOT EXISTS (SELECT 1 FROM datasync_health h WHERE h.connection = p.connection "
+            "AND h.side = 'destination' AND h.record_id = p.destination_id)",
             (self.connection,),
         ).fetchone()
         health.inSync = int(row[0])
