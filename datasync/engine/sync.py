@@ -643,7 +643,8 @@ class _Run:
         return {
             mapping.field(target): FieldRule(
                 str(value_kind(mapping, schema, target)),
-                required=mapping.required or (create and mapping.identity),
+                required=(mapping.required and mapping.writes_to(target))
+                or (create and mapping.identity),
             )
             for mapping in self.mappings
         }

@@ -52,6 +52,16 @@ def validate_write(
         else:
             result.field_errors.append(problem)
     if create:
+        for name, rule in rules.items():
+            if rule.required and is_blank(result.payload.get(name)):
+                # A non-negotiable mapping (`required: true`): no value, no record.
+                result.error = RecordError(
+                    "RequiredFieldMissing",
+                    f"{name} is marked required in spec.mappings and the record has no value "
+                    "for it",
+                    field=name,
+                )
+                return result
         for spec in schema.fields.values():
             if spec.required and is_blank(result.payload.get(spec.name)):
                 result.error = RecordError(

@@ -80,6 +80,24 @@ async def test_required_mapping_failure_fails_the_whole_record() -> None:
     assert summary.records.toDestination.failed == 1
 
 
+async def test_required_mapping_without_a_value_is_not_created() -> None:
+    world = World(
+        mappings={"fields": [{"source": "company", "destination": "Company", "required": True}]}
+    )
+    world.a.add(email="none@example.com", firstname="N", lastname="V")
+    existing = world.b.add(Email="both@example.com", FirstName="B", LastName="W", Company="Acme")
+    world.a.add(email="both@example.com", firstname="B", lastname="W")
+
+    summary = await world.sync()
+
+    assert world.b.find("none@example.com") == []
+    assert summary.failures.byReason == {"RequiredFieldMissing": 1}
+    sample = summary.failures.samples[0]
+    assert (sample.field, sample.app) == ("Company", "source")
+    # An update never needs the value: a blank does not erase the destination's.
+    assert world.b.get(existing)["Company"] == "Acme"
+
+
 async def test_types_formats_options_and_read_only_fields() -> None:
     world = World(
         direction="OneWay",

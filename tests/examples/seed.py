@@ -42,7 +42,7 @@ HUBSPOT_KINDS: dict[str, int] = {
     "invalid-email": len(INVALID_EMAILS),  # InvalidEmail
     "no-lastname": 5,  # Salesforce LastName is required on create: RequiredFieldMissing
     "bad-option-stage": 4,  # value-mapped stage that is no Status__c option: InvalidOption
-    "blank-stage": 3,  # required: true Status__c mapping, no value: created without it
+    "blank-stage": 3,  # required: true Status__c mapping, no value: RequiredFieldMissing
     "non-member": 12,  # NotInList
     "opted-out": 8,  # member, hs_email_optout true: OptedOut
 }

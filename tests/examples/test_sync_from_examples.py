@@ -137,9 +137,9 @@ def expect_crm(
             # The example maps to Cold/Open/Qualified/Working; the sandbox org's picklist
             # has only "Customer" of those. Status__c is required: true -> the record fails.
             failure = "InvalidOption"
-        # A blank stage is no failing field (docs/engine.md, "Validation before writing"):
-        # the record is created without Status__c. (docs/troubleshooting.md says a blank
-        # required mapping is RequiredFieldMissing; see the report of this test's author.)
+        elif not person.stage and person.email.lower() not in in_salesforce:
+            # Status__c is `required: true`: a contact with no stage is not created.
+            failure = "RequiredFieldMissing"
         elif person.email.lower() not in in_salesforce and not person.lastname:
             failure = "RequiredFieldMissing"  # Salesforce Contact.LastName on create
         if failure is not None:
