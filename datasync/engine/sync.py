@@ -327,7 +327,7 @@ class _Run:
         end = self.ends[side]
         for ids in self.store.iter_failing(side, self.chunk):
             todo = [record_id for record_id in ids if record_id not in self.handled[side]]
-            if side not in self.leaving:
+            if not self.dry_run:
                 todo = self._failed_before_this_run(side, todo)
             if not todo:
                 continue
@@ -380,7 +380,10 @@ class _Run:
         records = [_aware(record) for record in records if record.id not in self.handled[side]]
         if not records:
             return None
-        self.handled[side].update(record.id for record in records)
+        if self.dry_run:
+            # Nothing is stored in a dry run, so retry_failing cannot tell by the store
+            # which records this run already met.
+            self.handled[side].update(record.id for record in records)
         self.report.read(side, len(records))
         self.progress.started(side, "reading")
         self.progress.advance(len(records))
@@ -787,6 +790,9 @@ class _Run:
             for work, result in zip(batch, work_results, strict=True):
                 if result.ok:
                     work.succeeded.add(target)
+                    # The write moves the record ahead of its side's read cursor: when that
+                    # side is read (now or later in this run), it is not synced again.
+                    self.remember(target, work.record_id(target))
                     work.writes[target].field_errors.extend(result.field_errors)
                 else:
                     assert result.error is not None
@@ -867,10 +873,11 @@ class _Run:
                 self.store.mark_failing(side, record_id, error.reason, error.code, now)
 
     def remember(self, side: Side, record_id: str) -> None:
-        """Note a record this run already synced, so its own pass skips it. A side nothing
-        leaves has no pass: remembering every record written into it would grow memory with
-        the run (about 110 bytes a record); its failing records are told apart by when they
-        failed instead (_failed_before_this_run)."""
+        """Note a record this run wrote or matched, so its side's pass does not sync it
+        again. Only those: remembering every record read would grow memory with the run
+        (about 110 bytes a record). A record read once comes back only if it changed again,
+        and then it is synced again; failing records this run already met are told apart by
+        when they failed (_failed_before_this_run). A side nothing leaves has no pass."""
         if side in self.leaving:
             self.handled[side].add(record_id)
 
