@@ -91,6 +91,13 @@ def operation_error(exc: psycopg.Error, table: str) -> ConnectorError:
             f'table {table!r} does not exist; create it or set `createTable: "true"`',
             field="table",
         )
+    if isinstance(exc, pg_errors.InvalidSchemaName):
+        schema = table.split(".", 1)[0] if "." in table else "public"
+        return ConfigurationError(
+            f"schema {schema!r} of table {table!r} does not exist; create it "
+            f"(CREATE SCHEMA {schema}) — createTable creates tables, not schemas",
+            field="table",
+        )
     if isinstance(exc, pg_errors.UndefinedColumn):
         return ConfigurationError(
             f"a column used on {table!r} does not exist ({describe_sqlstate(exc)}); check the "

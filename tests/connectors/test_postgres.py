@@ -1030,3 +1030,14 @@ async def test_describe_reads_in_list_checks_of_any_text_type(postgres_dsn: str)
         assert fields["shout"].read_only and not fields["shout"].required
         [result] = await connector.create("contacts", [{"email": "e@x.io", "shout": "NO"}])
         assert result.ok and [e.reason for e in result.field_errors] == ["ReadOnlyField"]
+
+
+async def test_a_missing_schema_is_named_with_the_fix(postgres_dsn: str) -> None:
+    settings_ = {"table": "nowhere.people", "createTable": "true"}
+    async with PostgresConnector(
+        settings_, {"dsn": postgres_dsn}, AuthType.APP_PARAMETERS
+    ) as connector:
+        with pytest.raises(ConfigurationError) as caught:
+            await connector.check()
+    assert caught.value.field == "table"
+    assert "CREATE SCHEMA nowhere" in str(caught.value)
