@@ -22,8 +22,10 @@ from tests.operator.support import Cluster, wait_for
 pytestmark = pytest.mark.integration
 
 FIRST_BATCH = 8
-LATE_PER_KILL = 6
-KILLS = 4
+LATE_PER_KILL = 10
+KILLS = 4  # at least this many kills in a row
+MID_RECONCILE_KILLS = 2  # ... and at least this many landing before it had finished
+MAX_KILLS = 10  # a fast, idle machine may need a few more tries to land those
 
 
 def test_sigkill_mid_reconcile_many_times_then_restart(
@@ -37,7 +39,11 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
     rng = random.Random(4)
     kills = 0
     pending = list(names)  # created or edited since the operator last ran
-    for attempt in range(KILLS):
+    tries = 0
+    for attempt in range(MAX_KILLS):
+        if attempt >= KILLS and kills >= MID_RECONCILE_KILLS:
+            break
+        tries += 1
         operator = operator_factory(log_name=f"operator-{attempt}.log")
 
         def started_on_pending(pending: list[str] = pending) -> bool:
@@ -60,7 +66,9 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
             cluster.create(connection_for(apps, name, 30 + number))
         edited = rng.choice(names[:FIRST_BATCH])
         cluster.patch(edited, {"spec": {"schedule": f"{rng.randrange(60)} 3 * * *"}})
-    assert kills >= KILLS // 2, f"only {kills} kills came before the operator had finished"
+    assert kills >= MID_RECONCILE_KILLS, (
+        f"only {kills} of {tries} kills came before the operator had finished"
+    )
     tally["operator_kills_mid_reconcile"] += kills
 
     final = operator_factory(log_name="operator-final.log")
