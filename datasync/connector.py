@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from datasync.api.models import AuthType
 
@@ -151,6 +151,28 @@ class RetriableError(ConnectorError):
     def __init__(self, message: str, reason: str = "AppUnavailable") -> None:
         super().__init__(message)
         self.reason = reason  # AppUnavailable or RateLimited
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+def parse_settings(model: type[SettingsT], settings: Mapping[str, str], app: str) -> SettingsT:
+    """A connector's settings, or a ConfigurationError naming the first bad setting.
+    Messages never repeat the given value."""
+    try:
+        return model.model_validate(dict(settings))
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(model.model_fields)
+            message = f"unknown {app} setting {name!r}; known settings: {known}"
+        elif first["type"] == "missing":
+            message = f"{app} setting {name!r} is required"
+        else:
+            reason = str(first["msg"]).removeprefix("Value error, ")
+            message = f"{app} setting {name!r} is invalid: {reason}"
+        raise ConfigurationError(message, field=name) from None
 
 
 class Connector(abc.ABC):

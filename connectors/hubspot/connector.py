@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from datasync.api.models import AuthType
 from datasync.connector import (
@@ -32,6 +32,7 @@ from datasync.connector import (
     RetriableError,
     SecretKey,
     WriteResult,
+    parse_settings,
 )
 from datasync.http import ApiClient, HostPolicy, RetryPolicy, UntrustedServerError
 
@@ -85,20 +86,6 @@ class HubSpotSettings(BaseModel):
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError("must be an http(s) URL such as https://api.hubapi.com")
         return value.rstrip("/")
-
-
-def parse_settings(settings: Mapping[str, str]) -> HubSpotSettings:
-    try:
-        return HubSpotSettings.model_validate(dict(settings))
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or "settings"
-        if first["type"] == "extra_forbidden":
-            allowed = ", ".join(HubSpotSettings.model_fields)
-            message = f"unknown HubSpot setting {name!r}; allowed settings: {allowed}"
-        else:
-            message = f"HubSpot setting {name!r}: {first['msg']}"
-        raise ConfigurationError(message, field=name) from None
 
 
 class HubSpotConnector(Connector):
@@ -157,7 +144,7 @@ class HubSpotConnector(Connector):
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(settings, credentials, auth_type)
-        self.config = parse_settings(settings)
+        self.config = parse_settings(HubSpotSettings, settings, "HubSpot")
         self.auth_type = AuthType(auth_type)
         spec = self.auth_spec(self.auth_type)
         assert spec is not None

@@ -35,6 +35,7 @@ from datasync.connector import (
     RecordError,
     SecretKey,
     WriteResult,
+    parse_settings,
 )
 
 from . import catalog, errors, schema, statements
@@ -44,7 +45,6 @@ from .settings import (
     SSL_ROOT_CERT_KEY,
     PostgresSettings,
     build_conninfo,
-    parse_settings,
     split_table_name,
 )
 from .values import check_value, dumps, for_column, to_json_value
@@ -121,7 +121,7 @@ class PostgresConnector(Connector):
                 "the postgres connector supports only `auth.type: AppParameters`",
                 field="auth.type",
             )
-        self.options = parse_settings(settings)
+        self.options = parse_settings(PostgresSettings, settings, "PostgreSQL")
         self._list_table: tuple[str | None, str] | None = (
             split_table_name(self.options.listTable) if self.options.listTable else None
         )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from datasync.connector import ConfigurationError
 
@@ -68,28 +68,6 @@ class PostgresSettings(BaseModel):
     @classmethod
     def _column_name(cls, value: str) -> str:
         return _check_identifier(value)
-
-
-def parse_settings(settings: Mapping[str, str]) -> PostgresSettings:
-    try:
-        return PostgresSettings.model_validate(dict(settings))
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
-        if error["type"] == "extra_forbidden":
-            known = ", ".join(PostgresSettings.model_fields)
-            raise ConfigurationError(
-                f"unknown postgres setting `{name}`; known settings: {known}", field=name
-            ) from None
-        if error["type"] == "missing":
-            raise ConfigurationError(
-                f"postgres setting `{name}` is required (for example `table: public.contacts`)",
-                field=name,
-            ) from None
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise ConfigurationError(
-            f"postgres setting `{name}` is invalid: {message}", field=name
-        ) from None
 
 
 # Secret keys. `dsn` alone is enough; the others build (or override parts of) a DSN.

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import quote_plus, urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from datasync.api.models import AuthType
 from datasync.connector import (
@@ -37,6 +37,7 @@ from datasync.connector import (
     RetriableError,
     SecretKey,
     WriteResult,
+    parse_settings,
 )
 from datasync.http import ApiClient, HostPolicy, UntrustedServerError, retry_after_seconds
 
@@ -194,20 +195,6 @@ class SalesforceSettings(BaseModel):
         return value
 
 
-def parse_settings(settings: Mapping[str, str]) -> SalesforceSettings:
-    try:
-        return SalesforceSettings.model_validate(dict(settings))
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or "settings"
-        if first["type"] == "extra_forbidden":
-            known = ", ".join(SalesforceSettings.model_fields)
-            raise ConfigurationError(
-                f"unknown Salesforce setting {name!r}; known settings: {known}", field=name
-            ) from None
-        raise ConfigurationError(f"Salesforce setting {name}: {first['msg']}", field=name) from None
-
-
 class SalesforceConnector(Connector):
     name: ClassVar[str] = "salesforce"
     title: ClassVar[str] = "Salesforce"
@@ -253,7 +240,7 @@ class SalesforceConnector(Connector):
     ) -> None:
         auth_type = AuthType(auth_type)
         super().__init__(settings, credentials, auth_type)
-        self.config = parse_settings(settings)
+        self.config = parse_settings(SalesforceSettings, settings, "Salesforce")
         spec = self.auth_spec(auth_type)
         assert spec is not None
         for key in spec.required_keys:
