@@ -206,8 +206,8 @@ def test_cluster_mode_reads_mounted_files_and_writes_the_termination_log(
     for line in result.stderr.strip().splitlines():
         assert json.loads(line)["logger"].startswith("datasync")
     with psycopg.connect(postgres_dsn) as conn:  # the PostgreSQL state store was used
-        count = conn.execute("SELECT COUNT(*) FROM datasync_watermarks").fetchone()
-    assert count is not None and count[0] >= 0
+        count = conn.execute("SELECT COUNT(*) FROM datasync_schema").fetchone()
+    assert count is not None and count[0] > 0
 
 
 def test_postgresql_state_needs_a_dsn(tmp_path: Path) -> None:

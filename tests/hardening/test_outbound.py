@@ -93,7 +93,6 @@ async def test_internal_addresses_are_refused_without_a_connection(
             async with connector:  # had it been built, it must still not get through
                 await connector.check()
         assert refused.value.field == setting, url
-        assert setting in str(refused.value) or refused.value.field == setting
         tally["outbound_urls_refused"] += 1
     await asyncio.sleep(0.05)
     assert not _saw_connection(listener), "a refused URL was connected to"

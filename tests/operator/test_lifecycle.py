@@ -183,13 +183,12 @@ def test_spec_change_updates_cronjob_and_resync_writes_nothing(
     ready = cluster.wait_condition("crm", "Ready", "True")
     assert "suspended" in ready["message"]
     assert "datasync_schedule_interval_seconds{" not in first.metrics(), "no stale alert"
-    time.sleep(1.5)  # let the last status patch land
-    before = cluster.owned_versions()
+    before = _settled_versions(cluster)
 
     first.stop()
     second = operator_factory(log_name="operator-2.log")
     wait_for(
-        lambda: "resume" in second.log_text() or "Handler" in second.log_text(),
+        lambda: "Resuming is processed" in second.log_text(),
         30,
         "the restarted operator to resume the connection",
     )
@@ -386,3 +385,18 @@ def test_an_object_in_the_way_is_never_taken_over(
     cluster.core.delete_namespaced_config_map("crm-connection", cluster.namespace)
     cluster.patch("crm", {"spec": {"schedule": "2 * * * *"}})  # any change reconciles again
     cluster.wait_condition("crm", "Ready", "True")
+
+
+def _settled_versions(cluster: Cluster) -> Any:
+    """The owned objects' resourceVersions once two reads a second apart agree."""
+    previous = cluster.owned_versions()
+
+    def steady() -> bool:
+        nonlocal previous
+        time.sleep(1)
+        current = cluster.owned_versions()
+        settled, previous = current == previous, current
+        return settled
+
+    wait_for(steady, 30, "the operator's last writes to land")
+    return previous

@@ -113,7 +113,9 @@ def test_secret_refs_resolve_in_the_folder_with_the_connector_keys(folder: str) 
 
 @pytest.mark.parametrize("folder", CONNECTION_FOLDERS)
 def test_secrets_hold_placeholders_only(folder: str) -> None:
-    for doc in folder_documents(EXAMPLES / folder):
+    documents = folder_documents(EXAMPLES / folder)
+    assert any(doc["kind"] == "Secret" for doc in documents), f"{folder} has no Secret"
+    for doc in documents:
         if doc["kind"] != "Secret":
             continue
         assert "data" not in doc, "use stringData with visible placeholders"
