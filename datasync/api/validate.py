@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,9 +71,9 @@ def load_documents(text: str) -> list[Any]:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ManifestError(f"not valid YAML: {where}{error.problem}") from None
+        raise ManifestError(f"not valid YAML: {where}{_without_quotes(error.problem)}") from None
     except yaml.YAMLError as error:
-        raise ManifestError(f"not valid YAML: {error}") from None
+        raise ManifestError(f"not valid YAML ({type(error).__name__})") from None
     except RecursionError:
         raise ManifestError(f"YAML nested deeper than {MAX_DEPTH} levels") from None
     for document in documents:
@@ -84,6 +85,12 @@ def load_documents(text: str) -> list[Any]:
                 "(an alias bomb?): write the values out or simplify the file"
             )
     return [document for document in documents if document is not None]
+
+
+def _without_quotes(problem: str | None) -> str:
+    """PyYAML's problem text quotes the offending token, which may be a Secret's value
+    (`password: *secret` is an undefined alias): keep the kind of problem, drop the text."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", problem or "syntax error")
 
 
 def _expanded_size(node: Any, memo: dict[int, int]) -> int:

@@ -23,7 +23,7 @@ def scrub(message: str, values: Iterable[Any] = ()) -> str:
         reverse=True,
     )
     for text in texts:
-        message = message.replace(text, REDACTED)
+        message = re.sub(re.escape(text), REDACTED, message, flags=re.IGNORECASE)
     message = EMAIL.sub(REDACTED, message)
     return message[:MAX_MESSAGE]
 
@@ -79,7 +79,7 @@ class Report:
             self.samples.append(
                 FailureSample(
                     app=app,
-                    recordId=record_id[:255],
+                    recordId=EMAIL.sub(REDACTED, record_id)[:255],  # ids can be emails
                     field=field[:255] if field else None,
                     reason=reason[:64],
                     code=code[:128] if code else None,

@@ -700,7 +700,8 @@ class _Run:
         for work in creates:
             if work.validated.error is not None:
                 counts.failed += 1
-                self.fail(side, work.record.id, work.validated.error, work.record.fields.values())
+                values = [*work.record.fields.values(), *work.validated.payload.values()]
+                self.fail(side, work.record.id, work.validated.error, values)
             else:
                 ready.append(work)
         connector = self.ends[target].connector
@@ -725,7 +726,8 @@ class _Run:
             new_pairs: list[Pair] = []
             with self.store.batch():
                 for work, result in zip(batch, _complete(results, len(batch)), strict=True):
-                    values = work.record.fields.values()
+                    # What was sent too: value maps and coercion change the text.
+                    values = [*work.record.fields.values(), *work.validated.payload.values()]
                     if not result.ok or result.record_id is None:
                         counts.failed += 1
                         error = result.error or RecordError("AppRejected", "no id returned")
@@ -828,6 +830,7 @@ class _Run:
                 values = [
                     *work.records[Side.SOURCE].fields.values(),
                     *work.records[Side.DESTINATION].fields.values(),
+                    *work.writes[target].payload.values(),
                 ]
                 record_id = work.record_id(target)
                 if target in work.failures:

@@ -186,3 +186,13 @@ def test_every_example_is_valid() -> None:
         assert result.exit_code == 0, result.output
         connections += "valid (" in result.output
     assert connections >= 3, "examples/ should hold at least three DataSyncConnections"
+
+
+def test_yaml_errors_never_repeat_the_offending_token(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.yaml"
+    for value in ("*Sup3rSecretPw", "!Sup3rSecretTag"):
+        path.write_text(f"kind: Secret\nstringData:\n  password: {value}\n")
+        result = CliRunner().invoke(cli, ["validate", str(path)])
+        assert result.exit_code == 1
+        assert "not valid YAML: line 3" in result.output
+        assert "Sup3rSecret" not in result.output
