@@ -62,10 +62,6 @@ class TableInfo:
     def read_only(self, column: Column) -> bool:
         return column.generated or column.name in (self.id_column, self.updated_at_column)
 
-    def writable(self, name: str) -> bool:
-        column = self.columns.get(name)
-        return column is not None and not self.read_only(column)
-
     def object_schema(self, object_type: str, semantic: dict[str, FieldType]) -> ObjectSchema:
         fields: dict[str, FieldSchema] = {}
         for column in self.columns.values():

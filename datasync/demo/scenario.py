@@ -406,12 +406,6 @@ class DemoScenario:
             results.append(Outcome(edit, winner, in_step))
         return results
 
-    def counterpart_counts(self) -> dict[str, int]:
-        return {
-            "hubspot": len(self.hubspot.contacts),
-            "salesforce": len(self.salesforce.records()),
-        }
-
 
 def _as_salesforce(pair: FieldPair, value: str) -> str:
     if pair is LIFECYCLE:
