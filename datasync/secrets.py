@@ -39,7 +39,7 @@ def parse_secret_manifests(text: str, origin: str = "the secrets file") -> dict[
     except ManifestError as exc:
         raise SecretError(f"{origin}: {exc}") from None
     secrets: dict[str, Secret] = {}
-    for index, document in enumerate(_flatten(documents)):
+    for index, document in enumerate(flatten_lists(documents)):
         if document is None:
             continue
         where = f"document {index + 1} of {origin}"
@@ -50,14 +50,14 @@ def parse_secret_manifests(text: str, origin: str = "the secrets file") -> dict[
             raise SecretError(
                 f"{where} has kind {kind!r}; only `kind: Secret` manifests belong here"
             )
-        secret = _parse_secret(document, where)
+        secret = parse_secret(document, where)
         if secret.name in secrets:
             raise SecretError(f"{origin} defines Secret {secret.name!r} twice; keep one")
         secrets[secret.name] = secret
     return secrets
 
 
-def _flatten(documents: list[Any]) -> list[Any]:
+def flatten_lists(documents: list[Any]) -> list[Any]:
     flat: list[Any] = []
     for document in documents:
         if isinstance(document, dict) and document.get("kind") == "List":
@@ -67,7 +67,7 @@ def _flatten(documents: list[Any]) -> list[Any]:
     return flat
 
 
-def _parse_secret(document: dict[str, Any], where: str) -> Secret:
+def parse_secret(document: dict[str, Any], where: str) -> Secret:
     metadata = document.get("metadata")
     name = metadata.get("name") if isinstance(metadata, dict) else None
     if not isinstance(name, str) or not name:

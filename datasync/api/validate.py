@@ -9,8 +9,6 @@ manifest gets an error, not a hang.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -213,29 +211,20 @@ def validate_model(
     return []
 
 
-def secret_data(document: Mapping[str, Any]) -> dict[str, str]:
-    """The decoded data of a Secret manifest (`data` base64, `stringData` plain)."""
-    decoded: dict[str, str] = {}
-    for key, value in (document.get("data") or {}).items():
-        try:
-            decoded[str(key)] = base64.b64decode(str(value), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise ManifestError(
-                f"Secret {document.get('metadata', {}).get('name')!r}: data.{key} is not "
-                "valid base64 text; put plain values under stringData instead"
-            ) from None
-    for key, value in (document.get("stringData") or {}).items():
-        decoded[str(key)] = str(value)
-    return decoded
-
-
 def collect_secrets(documents: Iterable[Any]) -> dict[str, dict[str, str]]:
-    secrets: dict[str, dict[str, str]] = {}
-    for document in documents:
+    """The data of every Secret among `documents` (and inside `kind: List`), decoded the
+    same way `datasync sync --secrets` reads them."""
+    from datasync import secrets as manifests
+
+    found: dict[str, dict[str, str]] = {}
+    for index, document in enumerate(manifests.flatten_lists(list(documents))):
         if isinstance(document, dict) and document.get("kind") == "Secret":
-            name = str((document.get("metadata") or {}).get("name", ""))
-            secrets[name] = secret_data(document)
-    return secrets
+            try:
+                secret = manifests.parse_secret(document, f"document {index + 1}")
+            except manifests.SecretError as error:
+                raise ManifestError(str(error)) from None
+            found[secret.name] = dict(secret.data)
+    return found
 
 
 def is_connection(document: Any) -> bool:

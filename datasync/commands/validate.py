@@ -47,13 +47,13 @@ def _validate_file(
 ) -> bool:
     try:
         documents = load_documents(path.read_text(encoding="utf-8"))
+        secrets_here = collect_secrets(documents)
     except (OSError, UnicodeDecodeError) as error:
         click.echo(f"{path}: cannot read: {error}")
         return False
     except ManifestError as error:
         click.echo(f"{path}: {error}")
         return False
-    secrets_here = collect_secrets(documents)
     secrets = {**extra_secrets, **secrets_here} if (check_secrets or secrets_here) else None
     connections = [doc for doc in documents if is_connection(doc)]
     if not connections:
