@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from datasync.api.models import AuthType
@@ -33,7 +33,7 @@ TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 - a URL path, not a secret
 
 @dataclass
 class Session:
-    access_token: str
+    access_token: str = field(repr=False)
     instance_url: str
     obtained_at: float
 

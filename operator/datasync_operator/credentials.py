@@ -48,7 +48,7 @@ class Resolution:
 
     # directory under the secrets mount -> (Secret name, keys present)
     mounts: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
-    credentials: dict[str, dict[str, str]] = field(default_factory=dict)
+    credentials: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
     fingerprints: dict[str, str] = field(default_factory=dict)  # Secret -> hash of its data
     problems: list[Problem] = field(default_factory=list)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -43,7 +43,7 @@ class Credentials:
     server: str
     ca_path: str | None = None
     insecure: bool = False
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     token_file: str | None = None
     certificate_path: str | None = None
     private_key_path: str | None = None
