@@ -100,6 +100,15 @@ class ReadPage:
 
 
 @dataclass(frozen=True)
+class ListChanges:
+    """What an inclusion list's join-order feed says (see `Connector.list_changes`)."""
+
+    size: int  # how many members the list has now, as the app reports it
+    joined: list[str]  # current members whose (latest) joining is at or after `since`
+    latest: datetime | None  # when the newest current member joined (None: the list is empty)
+
+
+@dataclass(frozen=True)
 class SecretKey:
     name: str
     description: str
@@ -259,6 +268,14 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def iter_list_members(self, list_ref: str) -> AsyncIterator[list[str]]:
         """All member ids of the list, page by page (ids only: cheap to page through)."""
+
+    async def list_changes(self, list_ref: str, since: datetime | None) -> ListChanges | None:
+        """The list's size now and the members who joined it (or joined again after
+        leaving) at or after `since`, from the app's feed of memberships ordered by when
+        they began; with `since=None`, no members, only the size and the latest joining
+        time. None (the default): the app has no such feed, and the engine pages through
+        the whole list every run (`iter_list_members`)."""
+        return None
 
     @abc.abstractmethod
     async def create(

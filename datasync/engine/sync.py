@@ -31,6 +31,7 @@ from datasync.connector import (
     Connector,
     ConnectorError,
     FatalError,
+    ListChanges,
     ObjectSchema,
     Record,
     RecordError,
@@ -56,12 +57,18 @@ from datasync.engine.values import (
     map_value,
     normalize_identity,
 )
-from datasync.state.base import Pair, StateStore
+from datasync.state.base import ListCursor, Pair, StateStore
 
 log = logging.getLogger(__name__)
 
 # Re-read this much before a watermark: app clocks and search indexes lag a little.
 OVERLAP = timedelta(minutes=2)
+# Read the whole inclusion list at least this often, even when its join-order feed and size
+# prove the mirror exact: a safety net for apps whose join times can lag more than OVERLAP
+# (a dynamic list being reprocessed, say).
+FULL_LIST_READ_EVERY = timedelta(hours=24)
+# The list cursor of an empty list: whoever joins it later is new.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Skips that are data problems worth showing in the samples (list/filter skips are not).
 SAMPLED_SKIPS = frozenset({"MissingIdentity", "DuplicateIdentity", "CounterpartDeleted"})
 SIDES = (Side.SOURCE, Side.DESTINATION)
@@ -347,21 +354,35 @@ class _Run:
             await self.process(side, records)
 
     async def refresh_list(self, side: Side) -> None:
-        """Notice records entering the inclusion list (synced now, edited or not) by
-        comparing members with the last run's. A record leaving it keeps its health: it
-        is excluded as NotInList only once an edit of its own is held back."""
+        """Mirror the inclusion list's members in the store, and sync the records that
+        entered it since the last run (edited or not). A record leaving it keeps its
+        health: it is excluded as NotInList only once an edit of its own is held back.
+
+        When the connector has a join-order feed (`list_changes`), only the members who
+        joined since the last refresh are read, and the list's size proves the rest (see
+        `_apply_list_changes`). Otherwise, when that proof fails, on a first sync, for
+        another list, or once FULL_LIST_READ_EVERY has passed, the whole list is read."""
         end = self.ends[side]
         assert end.list_ref is not None
         first_sync = self.store.get_watermark(side) is None
-        generation = uuid.uuid4().hex
+        cursor = self.store.get_list_cursor(side)
+        incremental = (
+            not first_sync
+            and cursor is not None
+            and cursor.list_ref == end.list_ref
+            and self.started - cursor.full_read_at < FULL_LIST_READ_EVERY
+        )
         try:
-            async for ids in end.connector.iter_list_members(end.list_ref):
-                entered = [] if first_sync else sorted(set(ids) - self.store.list_known(side, ids))
-                if not self.dry_run:
-                    self.store.list_mark(side, ids, generation)
-                for chunk in chunks(entered, self.chunk):
-                    records = await end.connector.read(self.object_type, chunk, end.fields)
-                    await self.process(side, records)
+            if cursor is not None and incremental:
+                since = cursor.joined_at - self.overlap
+                changes = await end.connector.list_changes(end.list_ref, since)
+                if changes is not None and await self._apply_list_changes(side, cursor, changes):
+                    return
+            else:
+                # Where the join order stands before the full read: whoever joins during
+                # or after it joins after this time (less the overlap).
+                changes = await end.connector.list_changes(end.list_ref, None)
+            await self._read_whole_list(side, first_sync)
         except RetriableError as exc:
             self.report.failure(
                 side, "*", exc.reason, f"reading the inclusion list stopped ({exc})"
@@ -369,9 +390,63 @@ class _Run:
             return
         if self.dry_run:
             return
-        self.store.list_sweep(side, generation)
         # The store now holds exactly the list's members: scope() asks it, not the app.
         self.list_refreshed.add(side)
+        if changes is not None:
+            joined_at = _max(
+                cursor.joined_at if incremental and cursor else None, _utc(changes.latest)
+            )
+            self.store.set_list_cursor(
+                side, ListCursor(end.list_ref, joined_at or EPOCH, full_read_at=self.started)
+            )
+
+    async def _apply_list_changes(
+        self, side: Side, cursor: ListCursor, changes: ListChanges
+    ) -> bool:
+        """Sync the members who joined since the cursor, if the list's size proves that
+        nobody left; False when it does not (the caller reads the whole list).
+
+        The proof: the mirror K was exact at the cursor's time. A current member missing
+        from the feed joined before that time (less the overlap) and stayed, so it is in
+        K: the current members A are within K + joined. If nobody in K left, A is exactly
+        K + joined, and the list's size |A| equals |K| + |joined not in K|. If anyone in K
+        left, |A| is smaller than that."""
+        end = self.ends[side]
+        assert end.list_ref is not None
+        joined = list(dict.fromkeys(changes.joined))
+        known = self.store.list_known(side, joined)
+        entered = sorted(record_id for record_id in joined if record_id not in known)
+        if self.store.list_count(side) + len(entered) != changes.size:
+            return False
+        # Synced before they are mirrored: a crash in between syncs them again next run.
+        await self._process_entered(side, entered)
+        if not self.dry_run:
+            self.store.list_mark(side, entered, uuid.uuid4().hex)
+            self.list_refreshed.add(side)
+            joined_at = _max(cursor.joined_at, _utc(changes.latest))
+            assert joined_at is not None
+            self.store.set_list_cursor(
+                side, ListCursor(end.list_ref, joined_at, full_read_at=cursor.full_read_at)
+            )
+        return True
+
+    async def _read_whole_list(self, side: Side, first_sync: bool) -> None:
+        end = self.ends[side]
+        assert end.list_ref is not None
+        generation = uuid.uuid4().hex
+        async for ids in end.connector.iter_list_members(end.list_ref):
+            entered = [] if first_sync else sorted(set(ids) - self.store.list_known(side, ids))
+            await self._process_entered(side, entered)
+            if not self.dry_run:
+                self.store.list_mark(side, ids, generation)
+        if not self.dry_run:
+            self.store.list_sweep(side, generation)
+
+    async def _process_entered(self, side: Side, entered: list[str]) -> None:
+        end = self.ends[side]
+        for chunk in chunks(entered, self.chunk):
+            records = await end.connector.read(self.object_type, chunk, end.fields)
+            await self.process(side, records)
 
     # ------------------------------------------------------------------ one chunk
     async def process(self, side: Side, records: list[Record]) -> datetime | None:

@@ -48,6 +48,15 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class ListCursor:
+    """How far an inclusion list's mirror is known to be exact (see list_changes)."""
+
+    list_ref: str  # the list the mirror is of (another list needs a full read)
+    joined_at: datetime  # the latest joining time the mirror includes
+    full_read_at: datetime  # when the whole list was last read
+
+
+@dataclass(frozen=True)
 class RecordHealth:
     side: Side
     record_id: str
@@ -133,6 +142,16 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def list_sweep(self, side: Side, generation: str) -> list[str]:
         """Forget members not marked in `generation`; return their ids (they left)."""
+
+    @abc.abstractmethod
+    def list_count(self, side: Side) -> int:
+        """How many members the mirror holds."""
+
+    @abc.abstractmethod
+    def get_list_cursor(self, side: Side) -> ListCursor | None: ...
+
+    @abc.abstractmethod
+    def set_list_cursor(self, side: Side, cursor: ListCursor) -> None: ...
 
     def iter_failing(self, side: Side, limit: int) -> Iterator[list[str]]:
         after: str | None = None

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from datasync.api.models import Health, Side
-from datasync.state.base import HealthState, Pair, RecordHealth, StateStore
+from datasync.state.base import HealthState, ListCursor, Pair, RecordHealth, StateStore
 
 # Each migration is a list of statements; append new versions, never edit old ones.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -362,3 +362,37 @@ class SqlStateStore(StateStore):
                 (self.connection, str(side), generation),
             )
         return [row[0] for row in rows]
+
+    def list_count(self, side: Side) -> int:
+        row = self._run(
+            "SELECT COUNT(*) FROM datasync_list_members WHERE connection = ? AND side = ?",
+            (self.connection, str(side)),
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    # The list cursor lives in the watermarks table under "<side>/list": no schema change.
+    def get_list_cursor(self, side: Side) -> ListCursor | None:
+        row = self._run(
+            "SELECT value FROM datasync_watermarks WHERE connection = ? AND side = ?",
+            (self.connection, f"{side}/list"),
+        ).fetchone()
+        if not row:
+            return None
+        stored = json.loads(row[0])
+        joined_at, full_read_at = _dt(stored["joinedAt"]), _dt(stored["fullReadAt"])
+        assert joined_at is not None and full_read_at is not None
+        return ListCursor(str(stored["list"]), joined_at, full_read_at)
+
+    def set_list_cursor(self, side: Side, cursor: ListCursor) -> None:
+        value = json.dumps(
+            {
+                "list": cursor.list_ref,
+                "joinedAt": _iso(cursor.joined_at),
+                "fullReadAt": _iso(cursor.full_read_at),
+            }
+        )
+        self._run(
+            "INSERT INTO datasync_watermarks (connection, side, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (connection, side) DO UPDATE SET value = excluded.value",
+            (self.connection, f"{side}/list", value),
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from datasync.connector import (
     Connector,
     FieldSchema,
     FieldType,
+    ListChanges,
     ObjectSchema,
     ReadPage,
     Record,
@@ -68,6 +69,44 @@ class Stored:
     fields: dict[str, Any]
     modified_at: datetime
     field_modified_at: dict[str, datetime]
+
+
+class Members(set[str]):
+    """A list's members that remember when each joined (the app's join-order feed).
+    Joining again after leaving is a new joining time, as in HubSpot."""
+
+    def __init__(self, clock: Clock, ids: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.clock = clock
+        self.joined_at: dict[str, datetime] = {}
+        for record_id in ids:
+            self.add(record_id)
+
+    def add(self, record_id: str) -> None:
+        if record_id not in self:
+            self.joined_at[record_id] = self.clock.now
+        super().add(record_id)
+
+    def discard(self, record_id: str) -> None:
+        self.joined_at.pop(record_id, None)
+        super().discard(record_id)
+
+    def remove(self, record_id: str) -> None:
+        self.joined_at.pop(record_id)
+        super().remove(record_id)
+
+
+class Lists(dict[str, set[str]]):
+    """List name -> members; a plain set assigned by a test joins its ids now."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def __setitem__(self, name: str, members: set[str]) -> None:
+        if not isinstance(members, Members):
+            members = Members(self.clock, members)
+        super().__setitem__(name, members)
 
 
 class _Settings(BaseModel):
@@ -138,6 +177,7 @@ class MemoryApp:
         max_batch_size: int = 10,
         page_size: int = 7,
         kill: KillSwitch | None = None,
+        join_order: bool = True,
     ) -> None:
         self.name = name
         self.clock = clock
@@ -149,7 +189,8 @@ class MemoryApp:
         self.page_size = page_size
         self.kill = kill or KillSwitch()
         self.records: dict[str, Stored] = {}
-        self.lists: dict[str, set[str]] = {}
+        self.lists: dict[str, set[str]] = Lists(clock)
+        self.join_order = join_order  # the connector offers list_changes
         self.calls: dict[str, int] = {}
         self.call_log: list[str] = []
         self.naive_times = False  # report times without a timezone (as some drivers do)
@@ -373,6 +414,17 @@ class MemoryConnector(Connector):
         for start in range(0, len(members), self.app.page_size):
             self._call("iter_list_members")
             yield members[start : start + self.app.page_size]
+
+    async def list_changes(self, list_ref: str, since: datetime | None) -> ListChanges | None:
+        if not self.app.join_order:
+            return None
+        self._call("list_changes")
+        members = self.app.lists.get(list_ref) or Members(self.app.clock)
+        assert isinstance(members, Members)
+        order = sorted((at, record_id) for record_id, at in members.joined_at.items())
+        joined = [record_id for at, record_id in order if since is not None and at >= since]
+        latest = self.app._time(order[-1][0]) if order else None
+        return ListChanges(size=len(members), joined=joined, latest=latest)
 
     async def create(
         self, object_type: str, records: Sequence[Mapping[str, Any]]

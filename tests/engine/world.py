@@ -36,6 +36,7 @@ class World:
         clock: Clock | None = None,
         max_batch_size: int = 10,
         page_size: int = 7,
+        join_order: bool = True,
         **spec: Any,
     ) -> None:
         self.clock = clock or Clock()
@@ -46,6 +47,7 @@ class World:
             "kill": self.kill,
             "max_batch_size": max_batch_size,
             "page_size": page_size,
+            "join_order": join_order,
         }
         self.a = MemoryApp("a", style="lower", **options)
         self.b = MemoryApp("b", style="title", **options)
