@@ -25,6 +25,7 @@ from datasync.connector import (
     Connector,
     FieldSchema,
     FieldType,
+    ListChanges,
     ObjectSchema,
     ReadPage,
     Record,
@@ -576,6 +577,71 @@ class HubSpotConnector(Connector):
             if after is None:
                 return
 
+    async def list_changes(self, list_ref: str, since: datetime | None) -> ListChanges | None:
+        """The list's `size`, then its join order newest first (`before` = the size: the
+        offset past the last membership) down to the first membership older than `since`.
+        None when the size is not final (a list still processing) or HubSpot refuses the
+        offset: the engine then reads the whole list."""
+        found = await self._list_object(list_ref)
+        list_id, size = str(found.get("listId", "")), found.get("size")
+        status_of_processing = found.get("processingStatus")
+        if not isinstance(size, int) or status_of_processing not in (None, "COMPLETE"):
+            return None
+        joined: list[str] = []
+        latest: datetime | None = None
+        before: str | None = str(size) if size else None
+        while before is not None:
+            params = {"limit": "1" if since is None else str(MEMBERSHIP_PAGE_SIZE)}
+            params["before"] = before
+            status, body = await self._read_json(
+                "GET", f"/crm/v3/lists/{list_id}/memberships/join-order", params=params
+            )
+            if status == 400:
+                log.info("HubSpot refused a join-order offset; reading the whole list")
+                return None
+            if status != 200 or not isinstance(body, dict):
+                raise self._fail(status, body, "reading list memberships by join order")
+            before = _prev_before(body) if since is not None else None
+            results = body.get("results") or []
+            times = [_parse_datetime(item.get("membershipTimestamp")) for item in results]
+            if None in times or times != sorted(times, reverse=True):  # type: ignore[type-var]
+                # No usable times, or not newest first: only a full read is safe.
+                log.info("HubSpot's join order was not usable; reading the whole list")
+                return None
+            for item, added in zip(results, times, strict=True):
+                assert added is not None
+                latest = added if latest is None else max(latest, added)
+                if since is None or added < since:
+                    before = None  # older than wanted: the rest is older still
+                    break
+                joined.append(_member_id(item))
+        return ListChanges(size=size, joined=joined, latest=latest)
+
+    async def _list_object(self, list_ref: str) -> dict[str, Any]:
+        """The list as HubSpot describes it (`GET /crm/v3/lists/{listId}` or by name)."""
+        reference = list_ref.strip()
+        if reference.isdigit():
+            path = f"/crm/v3/lists/{reference}"
+        else:
+            path = f"/crm/v3/lists/object-type-id/{CONTACT_OBJECT_TYPE_ID}/name/" + quote(
+                reference, safe=""
+            )
+        status, body = await self._read_json("GET", path)
+        if status == 404:
+            raise ConfigurationError(
+                f"HubSpot has no contact list {reference!r}; check inclusionList.list "
+                "(a list id or the exact list name)",
+                field="inclusionList.list",
+            )
+        if status != 200 or not isinstance(body, dict):
+            raise self._fail(status, body, "reading a list")
+        found = body.get("list")
+        if not isinstance(found, dict) or not found.get("listId"):
+            raise RetriableError("HubSpot answered a list lookup without a list id")
+        if not reference.isdigit():
+            self._list_ids[reference] = str(found["listId"])
+        return found
+
     async def list_members(self, list_ref: str, ids: Sequence[str]) -> set[str]:
         list_id = await self._list_id(list_ref)
         members: set[str] = set()
@@ -899,6 +965,11 @@ def _member_id(item: Any) -> str:
 def _next_after(body: Mapping[str, Any]) -> str | None:
     after = ((body.get("paging") or {}).get("next") or {}).get("after")
     return str(after) if after not in (None, "") else None
+
+
+def _prev_before(body: Mapping[str, Any]) -> str | None:
+    before = ((body.get("paging") or {}).get("prev") or {}).get("before")
+    return str(before) if before not in (None, "") else None
 
 
 def _chunks(values: list[str], size: int) -> Iterable[list[str]]:

@@ -209,6 +209,11 @@ class HubSpotList:
     name: str
     created_ms: int
     members: dict[str, int] = field(default_factory=dict)  # record id -> added at (ms)
+    updated_ms: int = 0  # moves with every membership change
+
+    def join_order(self) -> list[tuple[str, int]]:
+        """Members sorted by when they were (last) added, oldest first."""
+        return sorted(self.members.items(), key=lambda item: (item[1], _id_key(item[0])))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -220,7 +225,7 @@ class HubSpotList:
             "listVersion": 1,
             "size": len(self.members),
             "createdAt": iso_ms(self.created_ms),
-            "updatedAt": iso_ms(self.created_ms),
+            "updatedAt": iso_ms(max(self.created_ms, self.updated_ms)),
         }
 
 
@@ -381,12 +386,16 @@ class HubSpotSandbox(SandboxApp):
     def add_to_list(self, list_id: str, record_ids: Iterable[str]) -> None:
         hubspot_list = self.lists[str(list_id)]
         for record_id in record_ids:
-            hubspot_list.members.setdefault(str(record_id), self._tick())
+            if str(record_id) not in hubspot_list.members:
+                # Joining again after leaving is a new membershipTimestamp.
+                hubspot_list.members[str(record_id)] = self._tick()
+                hubspot_list.updated_ms = hubspot_list.members[str(record_id)]
 
     def remove_from_list(self, list_id: str, record_ids: Iterable[str]) -> None:
         hubspot_list = self.lists[str(list_id)]
         for record_id in record_ids:
-            hubspot_list.members.pop(str(record_id), None)
+            if hubspot_list.members.pop(str(record_id), None) is not None:
+                hubspot_list.updated_ms = self._tick()
 
     def revoke_refresh_token(self) -> None:
         """The user uninstalled the app: the refresh token and its access tokens die."""
@@ -478,6 +487,9 @@ class HubSpotSandbox(SandboxApp):
         )
         app.router.add_get("/crm/v3/lists/{listId}", self._get_list)
         app.router.add_get("/crm/v3/lists/{listId}/memberships", self._memberships)
+        app.router.add_get(
+            "/crm/v3/lists/{listId}/memberships/join-order", self._memberships_join_order
+        )
         app.router.add_put("/crm/v3/lists/{listId}/memberships/add", self._memberships_add)
         app.router.add_put("/crm/v3/lists/{listId}/memberships/remove", self._memberships_remove)
         return app
@@ -964,6 +976,43 @@ class HubSpotSandbox(SandboxApp):
         }
         if after + limit < len(ordered):
             body["paging"] = {"next": {"after": str(after + limit)}}
+        return web.json_response(body)
+
+    async def _memberships_join_order(self, request: web.Request) -> web.StreamResponse:
+        """Memberships sorted by when the records were added: ascending from the `after`
+        offset (or the start), descending from the `before` offset when only `before` is
+        given (HubSpot: "If only a before offset is provided, then the records are sorted
+        in descending order"; `after` takes precedence)."""
+        hubspot_list = self._list(request)
+        limit = _int_param(
+            request.query.get("limit", "100"), "limit", maximum=MEMBERSHIP_PAGE_LIMIT
+        )
+        ordered = hubspot_list.join_order()
+        paging: dict[str, Any] = {}
+        if "after" in request.query or "before" not in request.query:
+            start = _int_param(request.query.get("after", "0") or "0", "after")
+            page = ordered[start : start + limit]
+            if start + limit < len(ordered):
+                paging["next"] = {"after": str(start + limit)}
+            if start > 0:
+                paging["prev"] = {"before": str(min(start, len(ordered)))}
+        else:
+            end = min(_int_param(request.query["before"], "before"), len(ordered))
+            first = max(0, end - limit)
+            page = list(reversed(ordered[first:end]))
+            if first > 0:
+                paging["prev"] = {"before": str(first)}
+            if end < len(ordered):
+                paging["next"] = {"after": str(end)}
+        body: dict[str, Any] = {
+            "results": [
+                {"recordId": record_id, "membershipTimestamp": iso_ms(added)}
+                for record_id, added in page
+            ],
+            "total": len(ordered),
+        }
+        if paging:
+            body["paging"] = paging
         return web.json_response(body)
 
     async def _memberships_add(self, request: web.Request) -> web.StreamResponse:

@@ -363,3 +363,21 @@ class ConnectorContract:
             members = await connector.list_members(list_ref, ids)
         assert {record_id for page in pages for record_id in page} == set(ids[:3])
         assert members == set(ids[:3])
+
+    async def test_list_changes_agree_with_the_members(self, harness: ConnectorHarness) -> None:
+        """A connector with a join-order feed reports the list's size and, from before
+        the last joining, who joined; one without it answers None (full reads)."""
+        ids = await harness.seed([harness.make_record(3100 + i) for i in range(4)])
+        list_ref = await harness.add_to_list("Contract Joins", ids[:3])
+        if list_ref is None:
+            return
+        connector = await harness.connector()
+        async with connector:
+            start = await connector.list_changes(list_ref, None)
+            if start is None:
+                return
+            assert start.latest is not None
+            since = await connector.list_changes(list_ref, start.latest)
+        assert (start.size, start.joined) == (3, [])
+        assert since is not None and since.size == 3
+        assert set(since.joined) <= set(ids[:3]) and since.joined
