@@ -37,10 +37,11 @@ from datasync.connector import (
     WriteResult,
     parse_settings,
 )
+from datasync.engine.values import ValueMemo
 
 from . import catalog, errors, schema, statements
 from .catalog import Params, Query
-from .schema import TableInfo
+from .schema import Column, TableInfo
 from .settings import (
     SSL_ROOT_CERT_KEY,
     PostgresSettings,
@@ -129,6 +130,7 @@ class PostgresConnector(Connector):
         self._connection: psycopg.AsyncConnection[TupleRow] | None = None
         self._lock = asyncio.Lock()
         self._table: TableInfo | None = None
+        self._checks: _TableChecks | None = None
         self._cert_path: str | None = None
         self._calls = 0
 
@@ -537,11 +539,12 @@ class PostgresConnector(Connector):
         self, table: TableInfo, fields: Mapping[str, Any], creating: bool
     ) -> tuple[dict[str, Any], tuple[RecordError, ...], RecordError | None]:
         """Writable values, fields dropped (unknown / read-only), or the record's error."""
+        checks = self._checks_for(table)
         values: dict[str, Any] = {}
         dropped: list[RecordError] = []
         for name, value in fields.items():
-            column = table.columns.get(name)
-            if column is None:
+            check = checks.columns.get(name)
+            if check is None:
                 dropped.append(
                     RecordError(
                         "UnknownField",
@@ -551,30 +554,35 @@ class PostgresConnector(Connector):
                     )
                 )
                 continue
-            if table.read_only(column):
+            if check is _READ_ONLY:
                 dropped.append(
                     RecordError("ReadOnlyField", "this column is read-only", name, code="428C9")
                 )
                 continue
-            error = check_value(column, value)
+            error, sent = check(value)
             if error is not None:
                 return {}, tuple(dropped), error
-            values[name] = for_column(column, value)
+            values[name] = sent
         if creating:
-            for column in table.columns.values():
-                needed = not column.nullable and not column.has_default
-                if needed and not table.read_only(column) and column.name not in values:
+            for name in checks.needed_on_create:
+                if name not in values:
                     return (
                         {},
                         tuple(dropped),
                         RecordError(
                             "RequiredFieldMissing",
-                            f"column {column.name!r} is NOT NULL and has no default",
-                            column.name,
+                            f"column {name!r} is NOT NULL and has no default",
+                            name,
                             code="23502",  # not_null_violation
                         ),
                     )
         return values, tuple(dropped), None
+
+    def _checks_for(self, table: TableInfo) -> _TableChecks:
+        """Each column's value check, built once per table description."""
+        if self._checks is None or self._checks.table is not table:
+            self._checks = _TableChecks.of(table)
+        return self._checks
 
     async def _write_groups(
         self, table: TableInfo, groups: dict[tuple[str, ...], list[_Row]], creating: bool
@@ -664,6 +672,40 @@ class PostgresConnector(Connector):
         if not returned:
             return _not_found(table, self._display_table)
         return str(returned[0][0])
+
+
+def _column_check(column: Column) -> ValueMemo[tuple[RecordError | None, Any]]:
+    def check(value: Any) -> tuple[RecordError | None, Any]:
+        error = check_value(column, value)
+        return (error, None) if error is not None else (None, for_column(column, value))
+
+    return ValueMemo(check)
+
+
+# The check of a read-only column: such values are dropped, never checked.
+_READ_ONLY: ValueMemo[tuple[RecordError | None, Any]] = ValueMemo(lambda value: (None, value))
+
+
+@dataclass(frozen=True)
+class _TableChecks:
+    table: TableInfo
+    columns: dict[str, ValueMemo[tuple[RecordError | None, Any]]]
+    needed_on_create: tuple[str, ...]  # NOT NULL, no default, writable: in table order
+
+    @classmethod
+    def of(cls, table: TableInfo) -> _TableChecks:
+        return cls(
+            table=table,
+            columns={
+                name: _READ_ONLY if table.read_only(column) else _column_check(column)
+                for name, column in table.columns.items()
+            },
+            needed_on_create=tuple(
+                column.name
+                for column in table.columns.values()
+                if not column.nullable and not column.has_default and not table.read_only(column)
+            ),
+        )
 
 
 class _BatchMismatch(Exception):

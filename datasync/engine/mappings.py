@@ -14,6 +14,7 @@ from datasync.api.models import (
     ValueType,
 )
 from datasync.connector import ConfigurationError, Connector, FieldType, ObjectSchema
+from datasync.engine.values import ValueMemo, fingerprinter
 
 # The canonical name (in Connector.standard_fields) of a contact's email opt-out flag. A
 # mapping of that field follows the consent rule: the sync never clears an opt-out.
@@ -172,3 +173,35 @@ def value_kind(mapping: ResolvedMapping, schema: ObjectSchema, side: Side) -> Va
     if mapping.type is not None:
         return mapping.type
     return schema.fields[mapping.field(side)].type
+
+
+@dataclass(frozen=True)
+class CreateStep:
+    """One mapping of a create from `side` to the other side, worked out once per run."""
+
+    origin_field: str  # read from the record being created from
+    target_field: str  # written to the new record
+    key: str  # the mapping's key in the pair fingerprint
+    values: Mapping[str, str]  # the value map in this direction ({}: none)
+    print_mapped: bool  # fingerprint the mapped value (into the destination) or the raw one
+    fingerprint: ValueMemo[str]  # fingerprint(canonical(value, the mapping's kind))
+
+
+def create_steps(
+    mappings: list[ResolvedMapping], side: Side, kinds: Mapping[str, str]
+) -> list[CreateStep]:
+    """The steps of creating a record of the other side from one of `side`, in mapping
+    order (only the mappings that write to the other side)."""
+    target = Side.DESTINATION if side == Side.SOURCE else Side.SOURCE
+    return [
+        CreateStep(
+            origin_field=mapping.field(side),
+            target_field=mapping.field(target),
+            key=mapping.key,
+            values=dict(mapping.values if side == Side.SOURCE else mapping.reverse_values),
+            print_mapped=target == Side.DESTINATION,
+            fingerprint=fingerprinter(kinds[mapping.key]),
+        )
+        for mapping in mappings
+        if mapping.writes_to(target)
+    ]

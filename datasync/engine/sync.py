@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from datasync.api.models import (
@@ -39,8 +40,10 @@ from datasync.connector import (
     WriteResult,
 )
 from datasync.engine.mappings import (
+    CreateStep,
     ResolvedMapping,
     check_fields,
+    create_steps,
     identity_of,
     resolve_mappings,
     value_kind,
@@ -716,34 +719,48 @@ class _Run:
             return Side.DESTINATION
         return self.system_of_record
 
-    def _rules(self, target: Side, create: bool) -> dict[str, FieldRule]:
-        schema = self.ends[target].schema
-        return {
-            mapping.field(target): FieldRule(
-                str(value_kind(mapping, schema, target)),
-                required=(mapping.required and mapping.writes_to(target))
-                or (create and mapping.identity),
+    def _rules(self, target: Side, create: bool) -> Mapping[str, FieldRule]:
+        # One object per (target, create) for the whole run: validate_write compiles its
+        # checks once per rules object.
+        made: dict[tuple[Side, bool], Mapping[str, FieldRule]] | None = getattr(
+            self, "_rules_made", None
+        )
+        if made is None:
+            made = {}
+            self._rules_made = made
+        rules = made.get((target, create))
+        if rules is None:
+            schema = self.ends[target].schema
+            rules = made[(target, create)] = MappingProxyType(
+                {
+                    mapping.field(target): FieldRule(
+                        str(value_kind(mapping, schema, target)),
+                        required=(mapping.required and mapping.writes_to(target))
+                        or (create and mapping.identity),
+                    )
+                    for mapping in self.mappings
+                }
             )
-            for mapping in self.mappings
-        }
+        return rules
 
     def _create(self, side: Side, record: Record) -> CreateWork | None:
         target = other(side)
+        made: dict[Side, list[CreateStep]] | None = getattr(self, "_create_steps", None)
+        if made is None:
+            made = {}
+            self._create_steps = made
+        steps = made.get(side)
+        if steps is None:
+            steps = made[side] = create_steps(self.mappings, side, self.kinds)
+        fields = record.fields
         values: dict[str, Any] = {}
         prints: dict[str, str] = {}
-        for mapping in self.mappings:
-            if not mapping.writes_to(target):
-                continue
-            raw = record.fields.get(mapping.field(side))
-            value = map_value(
-                raw, mapping.values if side == Side.SOURCE else mapping.reverse_values
-            )
-            in_destination_terms = value if target == Side.DESTINATION else raw
-            prints[mapping.key] = fingerprint(
-                canonical(in_destination_terms, self.kinds[mapping.key])
-            )
+        for step in steps:
+            raw = fields.get(step.origin_field)
+            value = map_value(raw, step.values) if step.values else raw
+            prints[step.key] = step.fingerprint(value if step.print_mapped else raw)
             if not is_blank(value):
-                values[mapping.field(target)] = value
+                values[step.target_field] = value
         if not values:
             return None
         validated = validate_write(
@@ -775,8 +792,7 @@ class _Run:
         for work in creates:
             if work.validated.error is not None:
                 counts.failed += 1
-                values = [*work.record.fields.values(), *work.validated.payload.values()]
-                self.fail(side, work.record.id, work.validated.error, values)
+                self.fail(side, work.record.id, work.validated.error, _sent_values(work))
             else:
                 ready.append(work)
         connector = self.ends[target].connector
@@ -799,14 +815,15 @@ class _Run:
             self.progress.advance(len(batch))
             now = datetime.now(UTC)
             new_pairs: list[Pair] = []
+            in_sync: list[str] = []  # origin ids whose health is cleared, in one statement
             with self.store.batch():
                 for work, result in zip(batch, _complete(results, len(batch)), strict=True):
-                    # What was sent too: value maps and coercion change the text.
-                    values = [*work.record.fields.values(), *work.validated.payload.values()]
                     if not result.ok or result.record_id is None:
                         counts.failed += 1
                         error = result.error or RecordError("AppRejected", "no id returned")
-                        self.fail(side, work.record.id, error, values)
+                        self.store.clear_health(side, in_sync)  # keep the order of writes
+                        in_sync = []
+                        self.fail(side, work.record.id, error, _sent_values(work))
                         if error.reason in ("RateLimited", "AppUnavailable"):
                             hold = _min(hold, work.record.modified_at)
                         continue
@@ -816,15 +833,17 @@ class _Run:
                         Pair(ids[Side.SOURCE], ids[Side.DESTINATION], work.fingerprint, now)
                     )
                     problems = [*work.validated.field_errors, *result.field_errors]
-                    for problem in problems:
-                        self._field_failure(target, result.record_id, problem, values)
                     if problems:
+                        values = _sent_values(work)
+                        for problem in problems:
+                            self._field_failure(target, result.record_id, problem, values)
                         self.store.mark_failing(
                             target, result.record_id, problems[0].reason, problems[0].code, now
                         )
                     else:
-                        self.store.clear_health(side, [work.record.id])
+                        in_sync.append(work.record.id)
                     self.remember(target, result.record_id)
+                self.store.clear_health(side, in_sync)
                 # Created ids are committed as soon as the app returns them.
                 self.store.save_pairs(new_pairs)
         return hold
@@ -1011,6 +1030,12 @@ _SKIP_MESSAGES = {
     "CounterpartDeleted": "the matched record was deleted in the other app; deletions are "
     "not mirrored",
 }
+
+
+def _sent_values(work: CreateWork) -> list[Any]:
+    """The values to keep out of a create's failure messages: what was read, and what was
+    sent (value maps and coercion change the text)."""
+    return [*work.record.fields.values(), *work.validated.payload.values()]
 
 
 def _complete(results: list[WriteResult], expected: int) -> list[WriteResult]:

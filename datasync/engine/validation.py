@@ -1,19 +1,29 @@
-"""Check a write against the target app's schema before sending it."""
+"""Check a write against the target app's schema before sending it.
+
+The checks are compiled once per schema and rule set (`WriteValidator`): each field gets
+its own checker, which remembers its verdict for values it has seen (a run writes the same
+company, city or stage again and again). Checks are pure functions of the value, so a
+remembered verdict is the verdict.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 
 from datasync.connector import FieldSchema, FieldType, ObjectSchema, RecordError
-from datasync.engine.values import CoercionError, coerce, is_blank
+from datasync.engine.values import CoercionError, ValueMemo, coerce, is_blank
 
 PHONE = re.compile(r"^\+?[0-9 ().\-/]{4,30}(\s*(x|ext\.?)\s*[0-9]{1,6})?$", re.IGNORECASE)
 PHONE_DIGITS = (5, 17)
+
+Check = tuple[RecordError | None, Any]
 
 
 @dataclass
@@ -31,6 +41,112 @@ class FieldRule:
     required: bool = False
 
 
+def is_valid_email(address: str) -> bool:
+    """Whether email_validator accepts `address` (syntax only, no DNS), faster.
+
+    A plain ASCII address (a dot-atom local part, the domain unchanged by normalization,
+    within the length limit) is valid exactly when its domain is: the domain's verdict is
+    email_validator's own, remembered per domain. Everything else goes to email_validator.
+    """
+    if address.isascii() and len(address) <= EMAIL_MAX_LENGTH:
+        local, at, domain = address.partition("@")
+        if at and DOT_ATOM_TEXT.match(local) and _plain_domain(domain):
+            return True
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _plain_domain(domain: str) -> bool:
+    """email_validator accepts `domain` after a one-letter local part and leaves it as is
+    (so the whole address has the same verdict and length after normalization)."""
+    try:
+        checked = validate_email("a@" + domain, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return bool(checked.domain == domain and checked.ascii_domain == domain)
+
+
+class WriteValidator:
+    """`validate_write` for one schema, rule set and kind of write, compiled once."""
+
+    def __init__(
+        self, schema: ObjectSchema, rules: Mapping[str, FieldRule], *, create: bool
+    ) -> None:
+        self.schema = schema
+        self.rules = rules
+        self.create = create
+        self._checks: dict[str, tuple[Callable[[Any], Check], bool]] = {}
+        self._required_rules = [name for name, rule in rules.items() if rule.required]
+        self._required_fields = [spec.name for spec in schema.fields.values() if spec.required]
+
+    def _check_for(self, name: str) -> tuple[Callable[[Any], Check], bool]:
+        found = self._checks.get(name)
+        if found is None:
+            spec = self.schema.fields[name]
+            rule = self.rules.get(name, FieldRule(str(spec.type)))
+            checker = _field_checker(spec, rule.kind)
+            found = self._checks[name] = (checker, rule.required)
+        return found
+
+    def __call__(self, values: Mapping[str, Any]) -> Validated:
+        """Coerce and check `values` (target field -> value). Blank means "clear the field"."""
+        result = Validated()
+        payload = result.payload
+        for name, value in values.items():
+            checker, required = self._check_for(name)
+            problem, clean = checker(value)
+            if problem is None:
+                payload[name] = clean
+            elif required:
+                result.error = problem
+                return result
+            else:
+                result.field_errors.append(problem)
+        if self.create:
+            for name in self._required_rules:
+                if is_blank(payload.get(name)):
+                    # A non-negotiable mapping (`required: true`): no value, no record.
+                    result.error = RecordError(
+                        "RequiredFieldMissing",
+                        f"{name} is marked required in spec.mappings and the record has no "
+                        "value for it",
+                        field=name,
+                    )
+                    return result
+            for name in self._required_fields:
+                if is_blank(payload.get(name)):
+                    result.error = RecordError(
+                        "RequiredFieldMissing",
+                        f"{name} is required by the app to create a record and has no value",
+                        field=name,
+                    )
+                    return result
+        return result
+
+
+# The validators of the last few (schema, rules) pairs, by identity: a run asks with the
+# same objects for every record. The entries hold the objects, so an id is never reused.
+_VALIDATORS: dict[tuple[int, int, bool], WriteValidator] = {}
+_VALIDATORS_KEPT = 16
+
+
+def validator_for(
+    schema: ObjectSchema, rules: Mapping[str, FieldRule], *, create: bool
+) -> WriteValidator:
+    key = (id(schema), id(rules), create)
+    found = _VALIDATORS.get(key)
+    if found is not None and found.schema is schema and found.rules is rules:
+        return found
+    if len(_VALIDATORS) >= _VALIDATORS_KEPT:
+        _VALIDATORS.clear()
+    found = _VALIDATORS[key] = WriteValidator(schema, rules, create=create)
+    return found
+
+
 def validate_write(
     schema: ObjectSchema,
     values: Mapping[str, Any],
@@ -38,42 +154,23 @@ def validate_write(
     *,
     create: bool,
 ) -> Validated:
-    """Coerce and check `values` (target field -> value). Blank means "clear the field"."""
-    result = Validated()
-    for name, value in values.items():
-        spec = schema.fields[name]
-        rule = rules.get(name, FieldRule(str(spec.type)))
-        problem, clean = _check(spec, rule.kind, value)
-        if problem is None:
-            result.payload[name] = clean
-        elif rule.required:
-            result.error = problem
-            return result
-        else:
-            result.field_errors.append(problem)
-    if create:
-        for name, rule in rules.items():
-            if rule.required and is_blank(result.payload.get(name)):
-                # A non-negotiable mapping (`required: true`): no value, no record.
-                result.error = RecordError(
-                    "RequiredFieldMissing",
-                    f"{name} is marked required in spec.mappings and the record has no value "
-                    "for it",
-                    field=name,
-                )
-                return result
-        for spec in schema.fields.values():
-            if spec.required and is_blank(result.payload.get(spec.name)):
-                result.error = RecordError(
-                    "RequiredFieldMissing",
-                    f"{spec.name} is required by the app to create a record and has no value",
-                    field=spec.name,
-                )
-                return result
-    return result
+    """Coerce and check `values` (target field -> value). Blank means "clear the field".
+
+    Pass the same `rules` object each time (do not change it afterwards): the compiled
+    checks are kept per schema and rules object."""
+    return validator_for(schema, rules, create=create)(values)
 
 
-def _check(spec: FieldSchema, kind: str, value: Any) -> tuple[RecordError | None, Any]:
+def _field_checker(spec: FieldSchema, kind: str) -> Callable[[Any], Check]:
+    def check(value: Any) -> Check:
+        return _check(spec, kind, value)
+
+    if spec.read_only:
+        return check  # one answer whatever the value; nothing to remember
+    return ValueMemo(check)
+
+
+def _check(spec: FieldSchema, kind: str, value: Any) -> Check:
     name = spec.name
     if spec.read_only:
         return RecordError("ReadOnlyField", f"{name} is read-only in the app", field=name), None
@@ -86,9 +183,7 @@ def _check(spec: FieldSchema, kind: str, value: Any) -> tuple[RecordError | None
     except CoercionError as exc:
         return RecordError("InvalidFormat", f"{name}: {exc}", field=name), None
     if spec.type == FieldType.EMAIL:
-        try:
-            validate_email(str(clean), check_deliverability=False)
-        except EmailNotValidError:
+        if not is_valid_email(str(clean)):
             return RecordError(
                 "InvalidEmail", f"{name} is not a valid email address", field=name
             ), None

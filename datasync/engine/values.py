@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from datasync.api.models import ValueType
 from datasync.connector import FieldType
@@ -20,6 +20,12 @@ from datasync.connector import FieldType
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "on"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0", "off"})
 STRINGLIKE = frozenset({"string", "enumeration", "email", "phone"})
+# Values whose equal instances are interchangeable for every function here (not floats:
+# 0.0 == -0.0, yet they print differently).
+_MEMO_TYPES = frozenset({str, int, bool, type(None)})
+
+R = TypeVar("R")
+_MISSING = object()
 
 
 class CoercionError(ValueError):
@@ -92,6 +98,52 @@ def canonical(value: Any, kind: ValueType | FieldType | str) -> str:
 
 def fingerprint(canonical_value: str) -> str:
     return hashlib.sha256(canonical_value.encode()).hexdigest()[:20]
+
+
+class ValueMemo(Generic[R]):
+    """A pure function of one field value that remembers its results for repeated values
+    (a column of names, cities or stages repeats a lot). Bounded: it forgets everything
+    when full, and stops remembering for good when a full memo was hardly ever used (a
+    column of unique values, such as emails)."""
+
+    __slots__ = ("_compute", "_hits", "_limit", "_remember", "_seen")
+
+    def __init__(self, compute: Callable[[Any], R], limit: int = 4096) -> None:
+        self._compute = compute
+        self._limit = limit
+        self._seen: dict[Any, R] = {}
+        self._hits = 0
+        self._remember = True
+
+    def __call__(self, value: Any) -> R:
+        if not self._remember:
+            return self._compute(value)
+        kind = type(value)
+        if kind is str:
+            key: Any = value  # the common case: no key tuple to build
+        elif kind in _MEMO_TYPES:
+            key = (kind, value)
+        else:
+            return self._compute(value)
+        seen = self._seen
+        found = seen.get(key, _MISSING)
+        if found is not _MISSING:
+            self._hits += 1
+            return found  # type: ignore[return-value]
+        result = self._compute(value)
+        if len(seen) >= self._limit:
+            if self._hits < self._limit // 4:
+                self._remember = False
+            seen.clear()
+            self._hits = 0
+        seen[key] = result
+        return result
+
+
+def fingerprinter(kind: ValueType | FieldType | str) -> ValueMemo[str]:
+    """`fingerprint(canonical(value, kind))`, remembered for repeated values."""
+    kind = str(kind)
+    return ValueMemo(lambda value: fingerprint(canonical(value, kind)))
 
 
 def _to_string(value: Any) -> str:

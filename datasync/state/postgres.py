@@ -31,6 +31,10 @@ class PostgresStateStore(SqlStateStore):
         cursor = self._conn.execute(sql.replace("?", "%s"), tuple(params))
         return cursor
 
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql.replace("?", "%s"), [tuple(row) for row in rows])
+
     def _lock_for_migration(self) -> None:
         self._execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
 

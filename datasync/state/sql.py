@@ -48,6 +48,22 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 IN_CHUNK = 500
 
+# json.dumps(value, sort_keys=True), without building an encoder per call.
+_fingerprint_json = json.JSONEncoder(sort_keys=True).encode
+_MISSING: Any = object()
+
+# A pair replaces any other pair holding its destination id (and, by the upsert, its
+# source id).
+_DELETE_OTHER_HOLDER = (
+    "DELETE FROM datasync_pairs WHERE connection = ? AND destination_id = ? AND source_id <> ?"
+)
+_UPSERT_PAIR = (
+    "INSERT INTO datasync_pairs (connection, source_id, destination_id, fingerprint, synced_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (connection, source_id) DO UPDATE SET "
+    "destination_id = excluded.destination_id, fingerprint = excluded.fingerprint, "
+    "synced_at = excluded.synced_at"
+)
+
 
 class _Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
@@ -88,6 +104,11 @@ class SqlStateStore(StateStore):
     # ------------------------------------------------------------ driver hooks
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
         raise NotImplementedError
+
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Execute one statement (`?` placeholders) once per row of parameters."""
+        for row in rows:
+            self._execute(sql, row)
 
     def _lock_for_migration(self) -> None:
         """Serialize concurrent migrations (PostgreSQL: an advisory lock)."""
@@ -174,27 +195,36 @@ class SqlStateStore(StateStore):
         return found
 
     def save_pairs(self, pairs: Iterable[Pair]) -> None:
+        pairs = list(pairs)
+        if not pairs:
+            return
+        deletes = [(self.connection, pair.destination_id, pair.source_id) for pair in pairs]
+        times: dict[datetime | None, str | None] = {}  # a batch shares one synced_at
+        inserts = []
+        for pair in pairs:
+            synced_at = times.get(pair.synced_at, _MISSING)
+            if synced_at is _MISSING:
+                synced_at = times[pair.synced_at] = _iso(pair.synced_at)
+            inserts.append(
+                (
+                    self.connection,
+                    pair.source_id,
+                    pair.destination_id,
+                    _fingerprint_json(pair.fingerprint),
+                    synced_at,
+                )
+            )
         with self.batch():
-            for pair in pairs:
-                self._run(
-                    "DELETE FROM datasync_pairs WHERE connection = ? AND destination_id = ? "
-                    "AND source_id <> ?",
-                    (self.connection, pair.destination_id, pair.source_id),
-                )
-                self._run(
-                    "INSERT INTO datasync_pairs "
-                    "(connection, source_id, destination_id, fingerprint, synced_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (connection, source_id) DO UPDATE SET "
-                    "destination_id = excluded.destination_id, "
-                    "fingerprint = excluded.fingerprint, synced_at = excluded.synced_at",
-                    (
-                        self.connection,
-                        pair.source_id,
-                        pair.destination_id,
-                        json.dumps(pair.fingerprint, sort_keys=True),
-                        _iso(pair.synced_at),
-                    ),
-                )
+            sources = {pair.source_id for pair in pairs}
+            if len(sources) == len({pair.destination_id for pair in pairs}) == len(pairs):
+                # No two pairs share an id: deleting every other holder of the destination
+                # ids first, then upserting them all, ends where one pair at a time ends.
+                self._execute_many(_DELETE_OTHER_HOLDER, deletes)
+                self._execute_many(_UPSERT_PAIR, inserts)
+                return
+            for delete, insert in zip(deletes, inserts, strict=True):
+                self._run(_DELETE_OTHER_HOLDER, delete)
+                self._run(_UPSERT_PAIR, insert)
 
     def delete_pairs(self, source_ids: Iterable[str]) -> None:
         with self.batch():
@@ -234,17 +264,21 @@ class SqlStateStore(StateStore):
         return found
 
     def mark_excluded(self, side: Side, reasons: Mapping[str, str]) -> None:
+        if not reasons:
+            return
         with self.batch():
-            for record_id, reason in reasons.items():
-                self._run(
-                    "INSERT INTO datasync_health (connection, side, record_id, state, reason, "
-                    "code, attempts, first_failure_at, last_failure_at) "
-                    "VALUES (?, ?, ?, ?, ?, NULL, 0, NULL, NULL) "
-                    "ON CONFLICT (connection, side, record_id) DO UPDATE SET "
-                    "state = excluded.state, reason = excluded.reason, code = NULL, "
-                    "attempts = 0, first_failure_at = NULL, last_failure_at = NULL",
-                    (self.connection, str(side), record_id, HealthState.EXCLUDED.value, reason),
-                )
+            self._execute_many(
+                "INSERT INTO datasync_health (connection, side, record_id, state, reason, "
+                "code, attempts, first_failure_at, last_failure_at) "
+                "VALUES (?, ?, ?, ?, ?, NULL, 0, NULL, NULL) "
+                "ON CONFLICT (connection, side, record_id) DO UPDATE SET "
+                "state = excluded.state, reason = excluded.reason, code = NULL, "
+                "attempts = 0, first_failure_at = NULL, last_failure_at = NULL",
+                [
+                    (self.connection, str(side), record_id, HealthState.EXCLUDED.value, reason)
+                    for record_id, reason in reasons.items()
+                ],
+            )
 
     def mark_failing(
         self, side: Side, record_id: str, reason: str, code: str | None, at: datetime
@@ -340,14 +374,16 @@ class SqlStateStore(StateStore):
         return row is not None
 
     def list_mark(self, side: Side, ids: Iterable[str], generation: str) -> None:
+        rows = [(self.connection, str(side), record_id, generation) for record_id in ids]
+        if not rows:
+            return
         with self.batch():
-            for record_id in ids:
-                self._run(
-                    "INSERT INTO datasync_list_members (connection, side, record_id, generation) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (connection, side, record_id) "
-                    "DO UPDATE SET generation = excluded.generation",
-                    (self.connection, str(side), record_id, generation),
-                )
+            self._execute_many(
+                "INSERT INTO datasync_list_members (connection, side, record_id, generation) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (connection, side, record_id) "
+                "DO UPDATE SET generation = excluded.generation",
+                rows,
+            )
 
     def list_sweep(self, side: Side, generation: str) -> list[str]:
         with self.batch():

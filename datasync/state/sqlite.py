@@ -27,5 +27,8 @@ class SqliteStateStore(SqlStateStore):
             sql = "BEGIN IMMEDIATE"
         return self._conn.execute(sql, tuple(params))
 
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(sql, rows)
+
     def close(self) -> None:
         self._conn.close()
