@@ -579,7 +579,9 @@ class _Run:
                 if side == Side.SOURCE
                 else [p.source_id for p in self.store.pairs_for(side, replaced).values()]
             )
-        paired = [record for record in paired if record.id not in replaced]
+        paired = self._without_echoes(
+            side, [record for record in paired if record.id not in replaced], pairs
+        )
 
         # Known pairs: read the counterparts back by id.
         counterpart_ids = [pairs[record.id].id(other(side)) for record in paired]
@@ -611,6 +613,41 @@ class _Run:
         self.exclude(other(side), there_excluded, extra)
         create_works = [self._create(side, record) for record in creates]
         return works, [work for work in create_works if work is not None]
+
+    def _without_echoes(
+        self, side: Side, paired: list[Record], pairs: dict[str, Pair]
+    ) -> list[Record]:
+        """Paired records that may need their counterpart. An echo (every value this side
+        sends is the one last synced, as when the engine's own write is read back) needs
+        nothing from the other side: a change over there is synced by that side's own
+        pass, or by retry_failing when it failed. It counts as unchanged and its health is
+        left as it is, so only records in sync (no standing health) are taken as echoes:
+        a failing or excluded record is decided with its counterpart, as before."""
+        if not paired:
+            return paired
+        standing = self.store.health_for(side, [record.id for record in paired])
+        needed: list[Record] = []
+        for record in paired:
+            if record.id in standing or not self._echo(side, record, pairs[record.id]):
+                needed.append(record)
+        self.report.counts(other(side)).unchanged += len(paired) - len(needed)
+        return needed
+
+    def _echo(self, side: Side, record: Record, pair: Pair) -> bool:
+        """Whether each value `record` would send equals the pair's fingerprint (the value
+        last synced, in the destination's terms: a source value through the value map)."""
+        for mapping in self.mappings:
+            if not mapping.writes_to(other(side)):
+                continue  # never sent from here: a change of it has no effect (see decide)
+            last = pair.fingerprint.get(mapping.key)
+            if last is None:
+                return False  # never synced (a new mapping, say): decide it in full
+            raw = record.fields.get(mapping.field(side))
+            value = map_value(raw, mapping.values) if side == Side.SOURCE else raw
+            work_print = fingerprint(canonical(value, self.kinds[mapping.key]))
+            if work_print != last:
+                return False
+        return True
 
     def _work(
         self,

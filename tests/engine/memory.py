@@ -192,6 +192,7 @@ class MemoryApp:
         self.lists: dict[str, set[str]] = Lists(clock)
         self.join_order = join_order  # the connector offers list_changes
         self.calls: dict[str, int] = {}
+        self.read_ids: list[str] = []  # every id asked for by id (read), in order
         self.call_log: list[str] = []
         self.naive_times = False  # report times without a timezone (as some drivers do)
         self.write_calls = 0
@@ -391,6 +392,7 @@ class MemoryConnector(Connector):
     ) -> list[Record]:
         assert len(ids) <= self.max_batch_size, "read batch larger than max_batch_size"
         self._call("read")
+        self.app.read_ids.extend(ids)
         return [self._read_one(i, fields) for i in ids if i in self.app.records]
 
     async def lookup(
