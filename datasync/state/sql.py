@@ -52,11 +52,7 @@ IN_CHUNK = 500
 _fingerprint_json = json.JSONEncoder(sort_keys=True).encode
 _MISSING: Any = object()
 
-# A pair replaces any other pair holding its destination id (and, by the upsert, its
-# source id).
-_DELETE_OTHER_HOLDER = (
-    "DELETE FROM datasync_pairs WHERE connection = ? AND destination_id = ? AND source_id <> ?"
-)
+# A pair replaces any pair holding its source id (and, deleted first, its destination id).
 _UPSERT_PAIR = (
     "INSERT INTO datasync_pairs (connection, source_id, destination_id, fingerprint, synced_at) "
     "VALUES (?, ?, ?, ?, ?) ON CONFLICT (connection, source_id) DO UPDATE SET "
@@ -198,7 +194,6 @@ class SqlStateStore(StateStore):
         pairs = list(pairs)
         if not pairs:
             return
-        deletes = [(self.connection, pair.destination_id, pair.source_id) for pair in pairs]
         times: dict[datetime | None, str | None] = {}  # a batch shares one synced_at
         inserts = []
         for pair in pairs:
@@ -215,15 +210,25 @@ class SqlStateStore(StateStore):
                 )
             )
         with self.batch():
-            sources = {pair.source_id for pair in pairs}
-            if len(sources) == len({pair.destination_id for pair in pairs}) == len(pairs):
-                # No two pairs share an id: deleting every other holder of the destination
-                # ids first, then upserting them all, ends where one pair at a time ends.
-                self._execute_many(_DELETE_OTHER_HOLDER, deletes)
+            destinations = [pair.destination_id for pair in pairs]
+            if len({pair.source_id for pair in pairs}) == len(set(destinations)) == len(pairs):
+                # No two pairs share an id: deleting every holder of the destination ids
+                # first (a pair's own row too: the upsert writes all of it again), then
+                # upserting them all, ends where one pair at a time ends.
+                for chunk in _chunks(destinations):
+                    self._run(
+                        "DELETE FROM datasync_pairs WHERE connection = ? "
+                        "AND destination_id IN (MARKS)",
+                        (self.connection, *chunk),
+                    )
                 self._execute_many(_UPSERT_PAIR, inserts)
                 return
-            for delete, insert in zip(deletes, inserts, strict=True):
-                self._run(_DELETE_OTHER_HOLDER, delete)
+            for pair, insert in zip(pairs, inserts, strict=True):
+                self._run(
+                    "DELETE FROM datasync_pairs WHERE connection = ? AND destination_id = ? "
+                    "AND source_id <> ?",
+                    (self.connection, pair.destination_id, pair.source_id),
+                )
                 self._run(_UPSERT_PAIR, insert)
 
     def delete_pairs(self, source_ids: Iterable[str]) -> None:

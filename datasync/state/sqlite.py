@@ -19,6 +19,10 @@ class SqliteStateStore(SqlStateStore):
         self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # Checkpoint every ~40 MB of log rather than every 4 MB: a batch of pairs with
+            # random ids dirties about 4 MB of index pages, so the default checkpointed (and
+            # synced to disk) at nearly every commit. Commits are as durable either way.
+            self._conn.execute("PRAGMA wal_autocheckpoint=10000")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self.migrate()
 
