@@ -7,7 +7,6 @@ and the key to fix, never a value.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -21,14 +20,16 @@ from datasync.connector import (
     ConfigurationError,
     Connector,
 )
+from datasync.secrets import Secret, SecretError, credentials_for, parse_secret
 from datasync.tls import ca_bundle_dir, connector_options
 
-from .kube import Kube, core_path
+from .kube import Json, Kube, core_path
 
 log = logging.getLogger(__name__)
 
 SECRET_NOT_FOUND = "SecretNotFound"  # noqa: S105 - a condition reason
 SECRET_KEY_MISSING = "SecretKeyMissing"  # noqa: S105
+SECRET_KEY_INVALID = "SecretKeyInvalid"  # noqa: S105
 AUTHENTICATION_FAILED = "AuthenticationFailed"
 APP_UNREACHABLE = "AppUnreachable"
 INVALID_SETTINGS = "InvalidSettings"
@@ -50,6 +51,9 @@ class Resolution:
     mounts: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     credentials: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
     fingerprints: dict[str, str] = field(default_factory=dict)  # Secret -> hash of its data
+    # Every referenced Secret -> the hash of the data read ("" when it does not exist), so
+    # a Secret watch event can tell whether this resolution saw that data already.
+    seen: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -107,19 +111,31 @@ def secret_data_hash(data: Mapping[str, str] | None) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _decode(data: Mapping[str, str]) -> dict[str, str]:
-    decoded: dict[str, str] = {}
-    for key, value in data.items():
-        try:
-            decoded[key] = base64.b64decode(value).decode()
-        except (ValueError, UnicodeDecodeError):
-            decoded[key] = ""
-    return decoded
-
-
 async def resolve(kube: Kube, namespace: str, spec: DataSyncConnectionSpec) -> Resolution:
+    """Read every referenced Secret once (several references may name the same Secret) and
+    parse it as `datasync sync` does: strict base64, UTF-8 text, empty values missing."""
     resolution = Resolution()
-    wanted: list[tuple[str, str, str, tuple[str, ...], str]] = []
+    read: dict[str, Json | None] = {}
+    for wanted in _references(spec):
+        if wanted.name not in read:
+            read[wanted.name] = await kube.get(core_path(namespace, "secrets", wanted.name))
+        _resolve_one(resolution, namespace, wanted, read[wanted.name])
+    return resolution
+
+
+@dataclass(frozen=True)
+class _Reference:
+    directory: str  # under the sync pod's secrets mount
+    where: str  # the spec field naming the Secret
+    name: str
+    required: tuple[str, ...]
+    purpose: str
+    connector: type[Connector] | None = None  # auth Secrets: checked as `datasync sync` does
+    auth_type: str = ""
+
+
+def _references(spec: DataSyncConnectionSpec) -> list[_Reference]:
+    wanted: list[_Reference] = []
     for side in Side:
         endpoint = spec.endpoint(side)
         try:
@@ -127,21 +143,21 @@ async def resolve(kube: Kube, namespace: str, spec: DataSyncConnectionSpec) -> R
         except registry.UnknownConnectorError:
             continue  # reported by spec_problems
         auth = cls.auth_spec(endpoint.auth.type)
-        required = auth.required_keys if auth else ()
-        purpose = f"the {endpoint.app} connector's {endpoint.auth.type} auth"
         wanted.append(
-            (
+            _Reference(
                 side.value,
                 f"spec.{side.value}.auth.secretRef",
                 endpoint.auth.secretRef.name,
-                required,
-                purpose,
+                auth.required_keys if auth else (),
+                f"the {endpoint.app} connector's {endpoint.auth.type} auth",
+                cls,
+                str(endpoint.auth.type),
             )
         )
         bundle = endpoint.tls.caBundle if endpoint.tls else None
         if bundle is not None:
             wanted.append(
-                (
+                _Reference(
                     ca_bundle_dir(side.value),
                     f"spec.{side.value}.tls.caBundle.secretRef",
                     bundle.secretRef.name,
@@ -151,7 +167,7 @@ async def resolve(kube: Kube, namespace: str, spec: DataSyncConnectionSpec) -> R
             )
     if spec.state.type == StateStoreType.POSTGRESQL and spec.state.secretRef is not None:
         wanted.append(
-            (
+            _Reference(
                 "state",
                 "spec.state.secretRef",
                 spec.state.secretRef.name,
@@ -159,34 +175,55 @@ async def resolve(kube: Kube, namespace: str, spec: DataSyncConnectionSpec) -> R
                 "the PostgreSQL state store",
             )
         )
-    for directory, where, name, required, purpose in wanted:
-        secret = await kube.get(core_path(namespace, "secrets", name))
-        if secret is None:
-            keys = ", ".join(required) or "the connector's keys"
-            resolution.problems.append(
-                Problem(
-                    SECRET_NOT_FOUND,
-                    f"Secret {name!r} ({where}) was not found in namespace {namespace!r}; "
-                    f"create it with keys: {keys}",
-                )
+    return wanted
+
+
+def _resolve_one(
+    resolution: Resolution, namespace: str, wanted: _Reference, stored: Json | None
+) -> None:
+    name, where, required = wanted.name, wanted.where, wanted.required
+    if stored is None:
+        resolution.seen[name] = ""
+        keys = ", ".join(required) or "the connector's keys"
+        resolution.problems.append(
+            Problem(
+                SECRET_NOT_FOUND,
+                f"Secret {name!r} ({where}) was not found in namespace {namespace!r}; "
+                f"create it with keys: {keys}",
             )
-            continue
-        data: dict[str, str] = secret.get("data") or {}
-        resolution.fingerprints[name] = secret_data_hash(data)
-        missing = [key for key in required if key not in data]
-        if missing:
-            resolution.problems.append(
-                Problem(
-                    SECRET_KEY_MISSING,
-                    f"Secret {name!r} ({where}) has no key {', '.join(missing)}, "
-                    f"needed by {purpose}; add the key to the Secret",
-                )
+        )
+        return
+    raw: dict[str, str] = stored.get("data") or {}
+    resolution.seen[name] = resolution.fingerprints[name] = secret_data_hash(raw)
+    if wanted.directory.endswith("-ca"):  # only the CA key is mounted: the Secret may hold more
+        raw = {key: value for key, value in raw.items() if key in required}
+    resolution.mounts[wanted.directory] = (name, sorted(raw))
+    try:
+        secret = parse_secret({"metadata": {"name": name}, "data": raw}, where)
+    except SecretError as error:  # names the Secret and the key, never the value
+        resolution.problems.append(Problem(SECRET_KEY_INVALID, f"{where}: {error}"))
+        return
+    resolution.credentials[wanted.directory] = _usable(resolution, wanted, secret)
+
+
+def _usable(resolution: Resolution, wanted: _Reference, secret: Secret) -> dict[str, str]:
+    """The keys the sync pod will use; a missing or empty required key is a problem."""
+    if wanted.connector is not None:
+        try:
+            return credentials_for(wanted.connector, wanted.auth_type, secret, wanted.where)
+        except SecretError as error:
+            resolution.problems.append(Problem(SECRET_KEY_MISSING, str(error)))
+            return {}
+    missing = [key for key in wanted.required if not secret.data.get(key)]
+    if missing:
+        resolution.problems.append(
+            Problem(
+                SECRET_KEY_MISSING,
+                f"Secret {wanted.name!r} ({wanted.where}) has no key {', '.join(missing)}, "
+                f"needed by {wanted.purpose}; add the key to the Secret",
             )
-        if directory.endswith("-ca"):  # only the CA key: the Secret may hold more
-            data = {key: value for key, value in data.items() if key in required}
-        resolution.mounts[directory] = (name, sorted(data))
-        resolution.credentials[directory] = _decode(data)
-    return resolution
+        )
+    return dict(secret.data)
 
 
 async def _check_side(

@@ -3,6 +3,7 @@ and the credentials check against real sandbox apps."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -291,3 +292,29 @@ def test_unknown_connector_is_a_spec_problem() -> None:
     problems = credentials.spec_problems(DataSyncConnectionSpec.model_validate(body))
     assert [p.reason for p in problems] == ["UnknownConnector"]
     assert "spec.source.app" in problems[0].message
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=40))
+def test_secret_values_are_parsed_strictly_and_never_echoed(raw: bytes) -> None:
+    spec = DataSyncConnectionSpec.model_validate(_body()["spec"])
+    data = {"accessToken": base64.b64encode(raw).decode()}
+    resolution = credentials.Resolution()
+    (source, *_) = credentials._references(spec)
+    credentials._resolve_one(resolution, "sales", source, {"data": data})
+    assert resolution.mounts["source"] == ("hs", ["accessToken"])
+    assert resolution.seen["hs"] == credentials.secret_data_hash(data)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        (problem,) = resolution.problems
+        assert problem.reason == "SecretKeyInvalid"
+        assert "'hs'" in problem.message and "accessToken" in problem.message
+        assert "spec.source.auth.secretRef" in problem.message
+        assert data["accessToken"] not in problem.message
+        return
+    if text:
+        assert not resolution.problems
+        assert resolution.credentials["source"] == {"accessToken": text}
+    else:  # an empty value is as missing as for `datasync sync`
+        assert [p.reason for p in resolution.problems] == ["SecretKeyMissing"]
