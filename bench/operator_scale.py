@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -28,31 +27,12 @@ from tests.operator.support import (
     connection,
     endpoint,
     install_crd,
+    request_counts,
     secret,
 )
 
 NAMESPACE = "bench-scale"
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY")
-_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
-
-
-def request_counts(plane: ControlPlane) -> Counter[tuple[str, str]]:
-    """apiserver_request_total summed by (verb, resource)."""
-    status, body = plane.request("/metrics")
-    if status != 200:
-        raise RuntimeError(f"apiserver /metrics answered {status}")
-    counts: Counter[tuple[str, str]] = Counter()
-    for line in body.decode().splitlines():
-        match = _METRIC.match(line)
-        if not match:
-            continue
-        labels = dict(_LABEL.findall(match.group("labels")))
-        resource = labels.get("resource", "")
-        if labels.get("subresource"):
-            resource += "/" + labels["subresource"]
-        counts[(labels.get("verb", ""), resource)] += int(float(match.group("value")))
-    return counts
 
 
 def delta(after: Counter[tuple[str, str]], before: Counter[tuple[str, str]]) -> dict[str, int]:

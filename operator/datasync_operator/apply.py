@@ -55,8 +55,17 @@ def stored_hash(existing: Json) -> str | None:
     return str(value) if value is not None else None
 
 
-async def ensure(kube: Kube, desired: Json) -> tuple[Outcome, Json]:
-    """Create the object, or update it when its spec-hash differs; never touch it otherwise."""
+async def ensure(kube: Kube, desired: Json, *, create_first: bool = False) -> tuple[Outcome, Json]:
+    """Create the object, or update it when its spec-hash differs; never touch it otherwise.
+
+    `create_first` (the object is almost certainly absent): try the create before any read,
+    and read only when the API answers AlreadyExists."""
+    if create_first:
+        try:
+            return Outcome.CREATED, await kube.create(collection_path(desired), desired)
+        except KubeError as error:
+            if error.status != 409:
+                raise
     existing = await kube.get(object_path(desired))
     if existing is None:
         return Outcome.CREATED, await kube.create(collection_path(desired), desired)

@@ -27,7 +27,6 @@ from .kube import Json, client
 
 log = logging.getLogger(__name__)
 
-_secret_hashes: dict[tuple[str, str], str] = {}
 _background: list[asyncio.Task[None]] = []
 
 
@@ -67,22 +66,16 @@ async def on_secret(
     if not namespace:
         return
     index: kopf.Index[Any, str] = kwargs["secret_index"]
-    key = (namespace, name)
-    connections = sorted(set(index.get(key, [])))
-    if not connections:  # most Secrets in a cluster: not ours, not remembered
-        _secret_hashes.pop(key, None)
+    connections = sorted(set(index.get((namespace, name), [])))
+    if not connections:  # most Secrets in a cluster: not ours
         return
-    kind = event.get("type")
-    digest = "" if kind == "DELETED" else credentials.secret_data_hash(body.get("data"))
-    previous = _secret_hashes.get(key)
-    _secret_hashes[key] = digest
-    if kind == "DELETED":
-        _secret_hashes.pop(key, None)
-    if kind is None or previous == digest:  # initial listing, or metadata-only change
-        return
+    # Each connection remembers the hash of the data its last reconcile read: a Secret
+    # created just before its connection, a metadata-only change or a re-listing after a
+    # watch restart reads nothing and writes nothing.
+    deleted = event.get("type") == "DELETED"
+    digest = "" if deleted else credentials.secret_data_hash(body.get("data"))
     for connection in connections:
-        log.info("Secret %s/%s changed: re-checking connection %s", namespace, name, connection)
-        await reconcile.reconcile(reconcile.reference(namespace, connection, None))
+        await reconcile.reconcile_for_secret(namespace, connection, name, digest)
 
 
 async def on_connection_event(

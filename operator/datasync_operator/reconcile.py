@@ -45,6 +45,8 @@ class Memory:
     check_fingerprint: str | None = None
     checked_at: float = 0.0
     recorded_jobs: set[str] = field(default_factory=set)
+    # Secret name -> hash of the data the last reconcile read ("" when it was missing).
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 _memories: dict[tuple[str, str], Memory] = {}
@@ -159,23 +161,44 @@ async def _patch_status(kube: Kube, body: Json, changes: Json) -> None:
 async def reconcile(body: Json, *, force_check: bool = False) -> None:
     """Bring the owned objects and the status of one connection in line with its spec."""
     meta = body["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
+    await _reconcile(meta["namespace"], meta["name"], force_check)
+
+
+async def reconcile_for_secret(namespace: str, name: str, secret: str, digest: str) -> bool:
+    """Reconcile a connection after a watch event of a Secret it references, unless its
+    last reconcile already read that data. A connection this process has not reconciled
+    yet is left to its own create/resume handler, which reads the Secret itself. Returns
+    whether it reconciled."""
+    if (namespace, name) not in _memories:
+        return False
+    return await _reconcile(namespace, name, False, (secret, digest))
+
+
+async def _reconcile(
+    namespace: str, name: str, force_check: bool, secret_event: tuple[str, str] | None = None
+) -> bool:
     remembered = memory(namespace, name)
     async with remembered.lock:
+        if secret_event is not None:
+            secret, digest = secret_event
+            if remembered.secrets.get(secret, digest) == digest:
+                return False  # seen already, or not read yet (the handler will read it)
+            log.info("Secret %s/%s changed: re-checking connection %s", namespace, secret, name)
         fresh = await client().get(connection_path(namespace, name))
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
-            return
+            return False
         try:
             await _reconcile_locked(client(), fresh, remembered, force_check)
         except KubeError as error:
             if error.namespace_terminating:
                 log.debug("%s/%s: namespace is being deleted, nothing to do", namespace, name)
-                return
+                return True
             metrics.reconcile_errors.labels(namespace, name).inc()
             raise
         except Exception:
             metrics.reconcile_errors.labels(namespace, name).inc()
             raise
+        return True
 
 
 async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: bool) -> None:
@@ -228,6 +251,7 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
         return
 
     resolution = await credentials.resolve(kube, namespace, spec)
+    remembered.secrets = dict(resolution.seen)
 
     # Credentials: check on spec or Secret change, when forced (periodic), or never checked.
     fingerprint = naming.content_hash(
@@ -289,33 +313,40 @@ async def _reconcile_locked(kube: Kube, body: Json, remembered: Memory, force: b
                 await _event(body, "Warning", "CredentialsRejected", problem.message)
 
     # Owned objects: identity, connection document, state store, then the CronJob.
+    # A connection never reconciled before (no status yet) has none: create them straight
+    # away, reading one only if the create answers AlreadyExists. Otherwise read each once
+    # and write only when its spec-hash differs, so a resync writes nothing.
+    new = not status
     wanted = [resources.service_account(body), resources.connection_config_map(body)]
     claim = resources.state_claim(body, spec)
     if claim is not None:
         wanted.append(claim)
     cron: Json | None = None
+    written: dict[Outcome, list[str]] = {}
     try:
         for manifest in wanted:
             try:
-                await _ensure_and_report(kube, body, manifest)
+                await _ensure_and_note(kube, manifest, new, written)
             except RejectedChangeError as error:
                 pending.append(("Warning", "StateClaimUnchanged", str(error)))
         if resolution.ok:
             mounts = resources.secret_mounts(
                 {d: (secret, keys) for d, (secret, keys) in resolution.mounts.items()}
             )
-            cron = await _ensure_and_report(
-                kube, body, resources.cron_job(body, spec, mounts, config)
+            cron = await _ensure_and_note(
+                kube, resources.cron_job(body, spec, mounts, config), new, written
             )
-        else:
+        elif not new:
             cron = await kube.get(
                 f"/apis/batch/v1/namespaces/{namespace}/cronjobs/{naming.cronjob_name(name)}"
             )
     except NotOwnedError as error:
+        _note_written(body, written, pending)
         changes["conditions"] = finish(False, "ObjectConflict", str(error))
         await _patch_status(kube, body, changes)
         await _post(body, pending)
         return
+    _note_written(body, written, pending)
 
     if cron is not None:
         changes["cronJob"] = cron["metadata"]["name"]
@@ -342,20 +373,25 @@ async def _post(body: Json, pending: list[tuple[str, str, str]]) -> None:
     pending.clear()
 
 
-async def _ensure_and_report(kube: Kube, body: Json, manifest: Json) -> Json:
-    outcome, stored = await ensure(kube, manifest)
+async def _ensure_and_note(
+    kube: Kube, manifest: Json, new: bool, written: dict[Outcome, list[str]]
+) -> Json:
+    outcome, stored = await ensure(kube, manifest, create_first=new)
     if outcome != Outcome.UNCHANGED:
-        kind, object_name = manifest["kind"], manifest["metadata"]["name"]
-        log.info(
-            "%s %s %s for %s/%s",
-            kind,
-            object_name,
-            outcome.lower(),
-            body["metadata"]["namespace"],
-            body["metadata"]["name"],
-        )
-        await _event(body, "Normal", outcome.value, f"{kind} {object_name} {outcome.lower()}")
+        written.setdefault(outcome, []).append(f"{manifest['kind']} {manifest['metadata']['name']}")
     return stored
+
+
+def _note_written(
+    body: Json, written: dict[Outcome, list[str]], pending: list[tuple[str, str, str]]
+) -> None:
+    """One log line and one Event per outcome (not per object): fewer API writes."""
+    meta = body["metadata"]
+    for outcome, objects in written.items():
+        text = f"{', '.join(objects)} {outcome.lower()}"
+        log.info("%s for %s/%s", text, meta["namespace"], meta["name"])
+        pending.insert(0, ("Normal", outcome.value, text))
+    written.clear()
 
 
 async def _sync_now(kube: Kube, body: Json, cron: Json, trigger: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +23,8 @@ from typing import Any, TypeVar
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from tests.cluster.controlplane import ControlPlane
 
 GROUP, VERSION, PLURAL = "datasync.io", "v1alpha1", "datasyncconnections"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +58,30 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+_METRIC = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def request_counts(plane: ControlPlane) -> Counter[tuple[str, str]]:
+    """Requests the API server has served, from its own `apiserver_request_total`, summed
+    by (verb, resource[/subresource]); verbs as the metric names them (GET, LIST, POST,
+    PUT, PATCH, WATCH ...)."""
+    status, body = plane.request("/metrics")
+    if status != 200:
+        raise RuntimeError(f"apiserver /metrics answered {status}")
+    counts: Counter[tuple[str, str]] = Counter()
+    for line in body.decode().splitlines():
+        match = _METRIC.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match.group("labels")))
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        counts[(labels.get("verb", ""), resource)] += int(float(match.group("value")))
+    return counts
 
 
 def crd_manifest() -> dict[str, Any]:
