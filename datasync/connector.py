@@ -299,3 +299,23 @@ class Connector(abc.ABC):
             if spec.type == AuthType(auth_type):
                 return spec
         return None
+
+    def require_credentials(self) -> AuthSpec:
+        """The auth spec of `auth_type`; a ConfigurationError naming the first required
+        Secret key that is missing or blank (never a value), or the unsupported auth type."""
+        spec = self.auth_spec(self.auth_type)
+        if spec is None:
+            supported = ", ".join(str(known.type) for known in self.auth)
+            raise ConfigurationError(
+                f"{self.title} does not support auth type {self.auth_type}; use {supported}",
+                field="auth.type",
+            )
+        for key in spec.required_keys:
+            if not str(self.credentials.get(key) or "").strip():
+                raise ConfigurationError(
+                    f"the {self.title} Secret has no {key!r} key, needed for auth type "
+                    f"{spec.type} (which needs {', '.join(spec.required_keys)}); add it to "
+                    "the Secret",
+                    field=key,
+                )
+        return spec

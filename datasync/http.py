@@ -11,6 +11,7 @@ point Datasync at an address it should not reach.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -23,7 +24,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from datasync.connector import AppUnreachableError, AuthenticationError, RetriableError
+from datasync.connector import (
+    AppUnreachableError,
+    AuthenticationError,
+    ConfigurationError,
+    RetriableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,26 @@ def action_for(status: int) -> Action:
     if 200 <= status < 300:
         return Action.SUCCEED
     return STATUS_ACTIONS.get(status, Action.RETURN)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A connector's reading of a response that the status table cannot judge alone (an
+    app that answers its rate limit with a 403 and an error code, for instance)."""
+
+    action: Action
+    # The RetriableError's message when the policy gives up on this answer.
+    message: str | None = None
+    # How often to ask again (None: as the RetryPolicy says). Counted apart from the
+    # policy's attempts, and sent again even when not idempotent, so only for answers that
+    # say the app did not act; a missing Retry-After, or one beyond the policy's longest
+    # wait, is replaced by backoff.
+    retries: int | None = None
+
+
+Classifier = Callable[[httpx.Response], Verdict | None]
+"""Maps a response to a Verdict before the status table applies; None leaves it to the
+table. It sees every answer, retried ones included."""
 
 
 @dataclass
@@ -105,8 +131,6 @@ class HostPolicy:
     def check(self, url: str, setting: str = "baseUrl") -> None:
         if not self.permits(url):
             host = urlsplit(url).hostname or url
-            from datasync.connector import ConfigurationError
-
             if urlsplit(url).scheme != "https" and not self.allow_local:
                 raise ConfigurationError(
                     f"{url.split('?')[0]!r} is not https: plain http is only for sandbox apps "
@@ -136,8 +160,6 @@ def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=verify)
     except (OSError, ssl.SSLError) as error:
-        from datasync.connector import ConfigurationError
-
         raise ConfigurationError(
             f"the CA bundle {verify!r} cannot be used ({type(error).__name__}); "
             f"{CA_BUNDLE_ENV} must name a readable PEM file of CA certificates",
@@ -163,6 +185,79 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     return None
 
 
+def base_url_setting(value: str, example: str, *, path_allowed: bool = True) -> str:
+    """A base-URL setting (a settings model's validator calls this), without a trailing
+    slash. The ValueError says what to fix and never repeats the value: a URL may carry a
+    password, and parse_settings turns the error into a ConfigurationError naming the
+    setting."""
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - urllib checks the port only when it is read
+    except ValueError:
+        raise ValueError(f"must be a URL such as {example} (host and port unreadable)") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL such as {example}")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "must not contain a user name or password (user:password@host): remove it from "
+            "the URL and keep credentials in the connection's Secret"
+        )
+    if "?" in text:
+        raise ValueError(
+            f"must not contain a query string (?...); give the bare URL, e.g. {example}"
+        )
+    if "#" in text:
+        raise ValueError(f"must not contain a fragment (#...); give the bare URL, e.g. {example}")
+    if not path_allowed and parts.path.strip("/"):
+        raise ValueError(f"must be the bare URL without a path, e.g. {example}")
+    return text.rstrip("/")
+
+
+MALFORMED_JSON_ATTEMPTS = 3  # a read answered with a body that is not JSON is fetched again
+
+
+class MalformedJsonError(ValueError):
+    """An answer's body is not JSON."""
+
+
+def json_body(response: httpx.Response) -> Any:
+    """The parsed body; {} for 204 No Content. Raises MalformedJsonError otherwise."""
+    if response.status_code == 204:
+        return {}
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MalformedJsonError(f"HTTP {response.status_code} body is not JSON") from None
+
+
+async def fetch_json(
+    send: Callable[[], Awaitable[httpx.Response]],
+    app: str,
+    *,
+    repeatable: bool,
+    check: Callable[[httpx.Response], None] | None = None,
+) -> tuple[httpx.Response, Any]:
+    """Send a request (through the connector's own wrapper of ApiClient.request) and parse
+    its JSON body. A malformed body is fetched again when the request is `repeatable`;
+    a write is never sent twice (it may have been applied): it fails as AppUnavailable and
+    the next run matches by identity. `check` may raise for error answers first."""
+    for attempt in range(MALFORMED_JSON_ATTEMPTS if repeatable else 1):
+        response = await send()
+        if check is not None:
+            check(response)
+        try:
+            return response, json_body(response)
+        except MalformedJsonError:
+            log.debug("%s %s: malformed JSON (attempt %d)", app, _path(str(response.url)), attempt)
+    if repeatable:
+        raise RetriableError(f"{app} kept answering with malformed JSON")
+    raise RetriableError(
+        f"{app} answered a write with malformed JSON; it is not sent again because it may "
+        "have been applied, and the next run matches the records by identity"
+    )
+
+
 TokenProvider = Callable[[bool], Awaitable[Mapping[str, str]]]
 """Returns auth headers; called with True to force a fresh token after a 401."""
 
@@ -181,6 +276,8 @@ class ApiClient:
     # True (system CAs, or DATASYNC_CA_BUNDLE), a CA bundle path, or the context of this
     # app's own CA bundle (spec.<side>.tls.caBundle), which wins over the process-wide one.
     verify: bool | str | ssl.SSLContext = True
+    # The connector's own reading of responses, consulted before the status table.
+    classify: Classifier | None = None
     _client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -229,6 +326,8 @@ class ApiClient:
         refreshed = False
         last_problem = "no response"
         attempt = 0
+        own_retries = 0
+        gave_up_on: Verdict | None = None  # the last answer retried under the policy
         extra_headers = dict(kwargs.pop("headers", {}) or {})
         while attempt < self.retry.attempts:
             headers = dict(extra_headers)
@@ -246,7 +345,7 @@ class ApiClient:
                         "tls.caBundle (a Secret key) of this app in the spec, or in "
                         f"{CA_BUNDLE_ENV} for every app; verification is never turned off"
                     ) from None
-                last_problem = type(error).__name__
+                last_problem, gave_up_on = type(error).__name__, None
                 if not repeatable and not isinstance(error, NOT_SENT):
                     raise RetriableError(_maybe_applied(self.app, last_problem)) from None
                 log.debug("%s %s: %s (attempt %d)", method, _path(url), last_problem, attempt)
@@ -254,9 +353,23 @@ class ApiClient:
                 attempt += 1
                 continue
             reached = True
-            action = action_for(response.status_code)
+            verdict = self.verdict(response)
+            action = verdict.action
             if action in (Action.SUCCEED, Action.RETURN):
                 return response
+            if verdict.retries is not None:
+                # The connector's own budget for this answer, apart from the policy's.
+                if own_retries >= verdict.retries:
+                    raise RetriableError(
+                        verdict.message or f"{self.app} refused the request", reason=_reason(action)
+                    )
+                own_retries += 1
+                wait = retry_after_seconds(response)
+                if wait is None or wait > self.retry.max_rate_limit_wait:
+                    wait = self.retry.backoff(own_retries)
+                log.debug("%s %s: %s, waiting %.2fs", method, _path(url), action.value, wait)
+                await asyncio.sleep(wait)
+                continue
             if action is Action.REAUTHENTICATE:
                 if not authenticated or self.auth_headers is None or refreshed:
                     raise AuthenticationError(f"{self.app} rejected the credentials (HTTP 401)")
@@ -264,13 +377,14 @@ class ApiClient:
                 await self.auth_headers(True)
                 continue
             wait = retry_after_seconds(response)
-            last_problem = f"HTTP {response.status_code}"
+            last_problem, gave_up_on = f"HTTP {response.status_code}", verdict
             if not repeatable and action is Action.RETRY and response.status_code != 503:
                 raise RetriableError(_maybe_applied(self.app, last_problem))
             if action is Action.RATE_LIMITED:
                 if wait is not None and wait > self.retry.max_rate_limit_wait:
                     raise RetriableError(
-                        f"{self.app} rate limit: asked to wait {wait:.0f}s", reason="RateLimited"
+                        verdict.message or f"{self.app} rate limit: asked to wait {wait:.0f}s",
+                        reason="RateLimited",
                     )
                 delay = wait if wait is not None else self.retry.backoff(attempt)
             else:
@@ -283,15 +397,28 @@ class ApiClient:
                 f"{self.app} could not be reached ({last_problem}); check the URL setting "
                 "and the network path"
             )
-        reason = "RateLimited" if last_problem == "HTTP 429" else "AppUnavailable"
+        message = gave_up_on.message if gave_up_on is not None else None
         raise RetriableError(
-            f"{self.app} kept failing ({last_problem}) after {self.retry.attempts} attempts",
-            reason=reason,
+            message
+            or f"{self.app} kept failing ({last_problem}) after {self.retry.attempts} attempts",
+            reason=_reason(gave_up_on.action if gave_up_on is not None else Action.RETRY),
         )
+
+    def verdict(self, response: httpx.Response) -> Verdict:
+        """The connector's classification of a response, or else the status table's."""
+        if self.classify is not None:
+            classified = self.classify(response)
+            if classified is not None:
+                return classified
+        return Verdict(action_for(response.status_code))
 
 
 # The request never reached the app: sending it again cannot apply it twice.
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+def _reason(action: Action) -> str:
+    return "RateLimited" if action is Action.RATE_LIMITED else "AppUnavailable"
 
 
 def _maybe_applied(app: str, problem: str) -> str:

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,7 +35,16 @@ from datasync.connector import (
     WriteResult,
     parse_settings,
 )
-from datasync.http import ApiClient, HostPolicy, RetryPolicy, UntrustedServerError
+from datasync.http import (
+    ApiClient,
+    HostPolicy,
+    MalformedJsonError,
+    RetryPolicy,
+    UntrustedServerError,
+    base_url_setting,
+    fetch_json,
+    json_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +62,6 @@ OBJECT_ID = "hs_object_id"
 # Refresh an access token this long before it expires (capped at a tenth of its lifetime),
 # instead of waiting for a 401: HubSpot says a 401 is no sign that a token needs refreshing.
 TOKEN_REFRESH_MARGIN = 300.0
-READ_ATTEMPTS = 3  # reads are repeated when the body is not valid JSON
 
 _REASONS_BY_CODE: Mapping[str, str] = {
     "INVALID_EMAIL": "InvalidEmail",
@@ -83,10 +91,7 @@ class HubSpotSettings(BaseModel):
     @field_validator("baseUrl")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("must be an http(s) URL such as https://api.hubapi.com")
-        return value.rstrip("/")
+        return base_url_setting(value, "https://api.hubapi.com")
 
 
 class HubSpotConnector(Connector):
@@ -147,15 +152,7 @@ class HubSpotConnector(Connector):
         super().__init__(settings, credentials, auth_type)
         self.config = parse_settings(HubSpotSettings, settings, "HubSpot")
         self.auth_type = AuthType(auth_type)
-        spec = self.auth_spec(self.auth_type)
-        assert spec is not None
-        for key in spec.required_keys:
-            if not str(credentials.get(key, "")).strip():
-                raise ConfigurationError(
-                    f"the HubSpot Secret has no {key!r} key, needed for auth type "
-                    f"{self.auth_type.value}; add it to the Secret",
-                    field=key,
-                )
+        self.require_credentials()
         hosts = HostPolicy.from_environment(self.default_allowed_hosts)
         hosts.check(self.config.baseUrl)
         self.search_window = search_window
@@ -286,21 +283,18 @@ class HubSpotConnector(Connector):
 
     async def _read_json(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """A read call's status and JSON body; malformed bodies are fetched again."""
-        for attempt in range(READ_ATTEMPTS):
+        response, body = await fetch_json(
             # Searches and batch reads are POSTs, but repeating them changes nothing.
-            response = await self._request(method, path, idempotent=True, **kwargs)
-            body = _json_or_none(response)
-            if body is not None:
-                return response.status_code, body
-            log.debug("HubSpot %s %s: malformed JSON (attempt %d)", method, path, attempt)
-        raise RetriableError("HubSpot kept answering with malformed JSON")
+            lambda: self._request(method, path, idempotent=True, **kwargs),
+            "HubSpot",
+            repeatable=True,
+        )
+        return response.status_code, body
 
     async def _write_json(self, path: str, payload: Any) -> tuple[int, Any]:
-        # A write is never repeated on a malformed answer: it may have been applied.
-        response = await self._request("POST", path, json=payload)
-        body = _json_or_none(response)
-        if body is None:
-            raise RetriableError("HubSpot answered a write with malformed JSON")
+        response, body = await fetch_json(
+            lambda: self._request("POST", path, json=payload), "HubSpot", repeatable=False
+        )
         return response.status_code, body
 
     def _fail(self, status: int, body: Any, what: str) -> RetriableError | ConfigurationError:
@@ -758,11 +752,9 @@ def _contacts_only(object_type: str) -> None:
 
 
 def _json_or_none(response: httpx.Response) -> Any:
-    if response.status_code == 204 or not response.content:
-        return {}
     try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json_body(response)
+    except MalformedJsonError:
         return None
 
 

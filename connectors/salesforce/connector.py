@@ -7,7 +7,6 @@ README.md for the Salesforce documentation behind each choice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -39,7 +38,15 @@ from datasync.connector import (
     WriteResult,
     parse_settings,
 )
-from datasync.http import ApiClient, HostPolicy, UntrustedServerError, retry_after_seconds
+from datasync.http import (
+    Action,
+    ApiClient,
+    HostPolicy,
+    UntrustedServerError,
+    Verdict,
+    base_url_setting,
+    fetch_json,
+)
 
 from . import soql
 from .auth import TOKEN_PATH, TokenManager
@@ -110,8 +117,11 @@ MAX_BATCH = 200  # sObject Collections: up to 200 records per call
 # leaves ample room while letting a 200-value IN list of typical emails fit in one query.
 MAX_QUERY_URL = 12_000
 MAX_LITERAL = 4_000  # SOQL: strings in a WHERE clause are at most 4,000 characters
-MALFORMED_JSON_ATTEMPTS = 3
-LIMIT_RETRIES = 3
+LIMIT_RETRIES = 3  # retries of the concurrent long-running request limit
+LIMIT_EXCEEDED = (
+    "Salesforce refused the request: the org's API request limit is exceeded "
+    "(REQUEST_LIMIT_EXCEEDED)"
+)
 CAMPAIGN_ID = re.compile(r"^701[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")
 
 _TYPES: Mapping[str, FieldType] = {
@@ -174,15 +184,7 @@ class SalesforceSettings(BaseModel):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("must be a URL such as https://acme.my.salesforce.com")
-        if parts.path or parts.query:
-            raise ValueError(
-                "must be the bare org URL without a path, e.g. https://acme.my.salesforce.com"
-            )
-        return value
+        return base_url_setting(value, "https://acme.my.salesforce.com", path_allowed=False)
 
     @field_validator("apiVersion")
     @classmethod
@@ -241,15 +243,7 @@ class SalesforceConnector(Connector):
         auth_type = AuthType(auth_type)
         super().__init__(settings, credentials, auth_type)
         self.config = parse_settings(SalesforceSettings, settings, "Salesforce")
-        spec = self.auth_spec(auth_type)
-        assert spec is not None
-        for key in spec.required_keys:
-            if not str(credentials.get(key) or "").strip():
-                raise ConfigurationError(
-                    f"the Secret has no {key!r} ({auth_type} needs "
-                    f"{', '.join(spec.required_keys)})",
-                    field=key,
-                )
+        self.require_credentials()
         if auth_type == AuthType.APP_PARAMETERS:
             if not self.config.organizationUrl:
                 raise ConfigurationError(
@@ -269,7 +263,11 @@ class SalesforceConnector(Connector):
                 except ConfigurationError as error:
                     raise ConfigurationError(f"setting {setting}: {error}", field=setting) from None
         self.http = ApiClient(
-            base_url=token_base, hosts=self.hosts, app="Salesforce", verify=tls_context or True
+            base_url=token_base,
+            hosts=self.hosts,
+            app="Salesforce",
+            verify=tls_context or True,
+            classify=self._classify,
         )
         self.tokens = TokenManager(
             self.http,
@@ -314,7 +312,7 @@ class SalesforceConnector(Connector):
         return f"/services/data/{self.config.apiVersion}/{path.lstrip('/')}"
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A data API call: instance URL, API usage reserve, REQUEST_LIMIT_EXCEEDED."""
+        """A data API call on the instance URL, after the API usage reserve check."""
         if self.api_usage is not None:
             used, limit = self.api_usage
             if limit - used < self.config.apiUsageReserve:
@@ -326,43 +324,34 @@ class SalesforceConnector(Connector):
                 )
         session = await self.tokens.session()
         url = path if path.startswith("http") else session.instance_url + path
-        for attempt in range(LIMIT_RETRIES + 1):
-            try:
-                response = await self.http.request(method, url, **kwargs)
-            except AuthenticationError as error:
-                if error.credential is not None:
-                    raise
-                raise AuthenticationError(
-                    "Salesforce refused a freshly issued session (HTTP 401); check that the "
-                    "user behind the credentials is active and has the API Enabled permission",
-                    credential=self.tokens.secret_key,
-                ) from None
-            except UntrustedServerError:
+        try:
+            return await self.http.request(method, url, **kwargs)
+        except AuthenticationError as error:
+            if error.credential is not None:
                 raise
-            except AppUnreachableError:
-                raise AppUnreachableError(
-                    "Salesforce's instance URL (from the token response) could not be reached; "
-                    f"check the {self.tokens.url_setting} setting and the network path"
-                ) from None
-            self._note_usage(response)
-            if response.status_code != 403:
-                return response
-            codes = _error_codes(response)
-            if "REQUEST_LIMIT_EXCEEDED" not in codes:
-                return response
-            text = response.text
-            if "TotalRequests" in text or attempt == LIMIT_RETRIES:
-                raise RetriableError(
-                    "Salesforce refused the request: the org's API request limit is exceeded "
-                    "(REQUEST_LIMIT_EXCEEDED)",
-                    reason="RateLimited",
-                )
-            # Concurrent long-running request limit: back off and try again.
-            wait = retry_after_seconds(response)
-            if wait is None or wait > self.http.retry.max_rate_limit_wait:
-                wait = self.http.retry.backoff(attempt + 1)
-            await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+            raise AuthenticationError(
+                "Salesforce refused a freshly issued session (HTTP 401); check that the "
+                "user behind the credentials is active and has the API Enabled permission",
+                credential=self.tokens.secret_key,
+            ) from None
+        except UntrustedServerError:
+            raise
+        except AppUnreachableError:
+            raise AppUnreachableError(
+                "Salesforce's instance URL (from the token response) could not be reached; "
+                f"check the {self.tokens.url_setting} setting and the network path"
+            ) from None
+
+    def _classify(self, response: httpx.Response) -> Verdict | None:
+        """Every answer, refusals included, carries the API usage; a 403
+        REQUEST_LIMIT_EXCEEDED is Salesforce's rate limit, not a permission problem: the
+        daily allocation (TotalRequests) is not asked again, the concurrent long-running
+        request limit is, LIMIT_RETRIES times with backoff."""
+        self._note_usage(response)
+        if response.status_code != 403 or "REQUEST_LIMIT_EXCEEDED" not in _error_codes(response):
+            return None
+        daily = "TotalRequests" in response.text
+        return Verdict(Action.RATE_LIMITED, LIMIT_EXCEEDED, retries=0 if daily else LIMIT_RETRIES)
 
     def _note_usage(self, response: httpx.Response) -> None:
         header = response.headers.get("Sforce-Limit-Info", "")
@@ -373,16 +362,13 @@ class SalesforceConnector(Connector):
 
     async def _get_json(self, path: str, **kwargs: Any) -> Any:
         """GET a data resource; a malformed body is fetched again (GETs are idempotent)."""
-        for attempt in range(MALFORMED_JSON_ATTEMPTS):
-            response = await self._send("GET", path, **kwargs)
-            self._raise_for_error(response)
-            try:
-                return response.json()
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                log.debug("Salesforce sent malformed JSON (attempt %d)", attempt + 1)
-        raise RetriableError(
-            "Salesforce kept answering with malformed JSON", reason="AppUnavailable"
+        _, body = await fetch_json(
+            lambda: self._send("GET", path, **kwargs),
+            "Salesforce",
+            repeatable=True,
+            check=self._raise_for_error,
         )
+        return body
 
     def _raise_for_error(self, response: httpx.Response) -> None:
         status = response.status_code
@@ -579,29 +565,25 @@ class SalesforceConnector(Connector):
         return results
 
     async def _collections(self, method: str, batch: list[dict[str, Any]]) -> list[WriteResult]:
-        body = {"allOrNone": False, "records": batch}
+        payload = {"allOrNone": False, "records": batch}
         path = self._data_path("composite/sobjects")
+
+        def check(response: httpx.Response) -> None:
+            if response.status_code != 400 or not _error_list(response):
+                self._raise_for_error(response)
+
         # A create is not repeated on a malformed answer: it may have created records.
-        attempts = MALFORMED_JSON_ATTEMPTS if method == "PATCH" else 1
-        for _ in range(attempts):
-            response = await self._send(method, path, json=body)
-            if response.status_code == 400:
-                errors = _error_list(response)
-                if errors:
-                    return await self._refused_batch(method, batch, record_error(errors[0]))
-            self._raise_for_error(response)
-            try:
-                saved = response.json()
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if not isinstance(saved, list) or len(saved) != len(batch):
-                raise RetriableError("Salesforce answered a batch write with an unexpected body")
-            return [_saved(method, item, result) for item, result in zip(batch, saved, strict=True)]
-        raise RetriableError(
-            "Salesforce answered a batch write with malformed JSON; the records are retried "
-            "next run",
-            reason="AppUnavailable",
+        response, saved = await fetch_json(
+            lambda: self._send(method, path, json=payload),
+            "Salesforce",
+            repeatable=method == "PATCH",
+            check=check,
         )
+        if response.status_code == 400:
+            return await self._refused_batch(method, batch, record_error(_error_list(response)[0]))
+        if not isinstance(saved, list) or len(saved) != len(batch):
+            raise RetriableError("Salesforce answered a batch write with an unexpected body")
+        return [_saved(method, item, result) for item, result in zip(batch, saved, strict=True)]
 
     async def _refused_batch(
         self, method: str, batch: list[dict[str, Any]], error: RecordError

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import random
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from datasync_connectors.hubspot import HubSpotConnector
+from datasync_connectors.hubspot import connector as hubspot_connector
 from datasync_connectors.hubspot.sandbox import HubSpotSandbox
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -85,8 +86,14 @@ class HubSpotHarness:
 
 @pytest.fixture(params=[AuthType.OAUTH, AuthType.APP_PARAMETERS], ids=["oauth", "private-app"])
 def harness(
-    request: pytest.FixtureRequest, hubspot_sandbox: HubSpotSandbox, allow_sandbox_urls: None
+    request: pytest.FixtureRequest,
+    hubspot_sandbox: HubSpotSandbox,
+    allow_sandbox_urls: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> HubSpotHarness:
+    # A page per search (200) instead of up to 2,000 records, so the contract's few hundred
+    # records span pages.
+    monkeypatch.setattr(hubspot_connector, "READ_PAGE_RECORDS", hubspot_connector.SEARCH_PAGE_SIZE)
     return HubSpotHarness(hubspot_sandbox, AuthType(request.param))
 
 
@@ -178,12 +185,33 @@ async def test_dated_token_endpoint(oauth: HubSpotHarness) -> None:
     assert "/oauth/v1/token" not in oauth.sandbox.path_counts
 
 
-async def test_access_token_is_refreshed_before_it_expires(oauth: HubSpotHarness) -> None:
-    oauth.sandbox.token_ttl = 2
+class ConnectorClock:
+    """The HubSpot connector's view of time.monotonic, moved forward by the test instead of
+    slept through (the sandbox keeps the real clock; tokens expire there on demand)."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+
+async def test_access_token_is_refreshed_before_it_expires(
+    oauth: HubSpotHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ConnectorClock()
+    monkeypatch.setattr(hubspot_connector, "time", clock)
+    # HubSpot's lifetime; the margin is a tenth of it (180 s) when that is under 300 s.
+    oauth.sandbox.token_ttl = 1800
     ids = await oauth.seed([oauth.make_record(i) for i in range(2)])
     async with await oauth.connector() as connector:
         await connector.read("contacts", ids, FIELDS)
-        await asyncio.sleep(1.85)  # past the refresh margin, before the sandbox's expiry
+        clock.ahead = 1800 - 180 - 1  # just before the refresh margin: the token is kept
+        await connector.read("contacts", ids, FIELDS)
+        assert oauth.sandbox.tokens_issued == 1
+        clock.ahead = 1800 - 180 + 1  # inside it, though the token has not expired yet
+        # The sandbox now refuses the old token, so using it again would show as a 401.
+        oauth.sandbox.expire_access_tokens()
         found = await connector.read("contacts", ids, FIELDS)
         calls = connector.api_calls
     assert len(found) == 2
@@ -478,3 +506,37 @@ async def test_writes_are_repeated_only_when_hubspot_cannot_have_acted(
     assert created[0].ok
     assert oauth.sandbox.path_counts[create] == 3  # 503 + its repeat, then the 500 alone
     assert len(oauth.sandbox.contacts) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("https://owner:pat-na1-Secret@api.hubapi.com", "Secret"),
+        ("https://pat-na1-Secret@api.hubapi.com", "Secret"),
+        ("https://api.hubapi.com/?hapikey=pat-na1-Secret", "query string"),
+        ("https://api.hubapi.com#pat-na1-Secret", "fragment"),
+    ],
+)
+def test_base_url_refuses_credentials_queries_and_fragments(
+    url: str, fix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATASYNC_ALLOW_SANDBOX_URLS", raising=False)
+    with pytest.raises(ConfigurationError) as refused:
+        HubSpotConnector({"baseUrl": url}, {"accessToken": "t"}, AuthType.APP_PARAMETERS)
+    message = str(refused.value)
+    assert refused.value.field == "baseUrl" and "baseUrl" in message and fix in message
+    assert "pat-na1-Secret" not in message and "owner" not in message
+    # A path stays allowed (an allowed proxy may serve the API under one).
+    proxied = HubSpotConnector(
+        {"baseUrl": "https://api.hubapi.com/hubspot/"},
+        {"accessToken": "t"},
+        AuthType.APP_PARAMETERS,
+    )
+    assert proxied.config.baseUrl == "https://api.hubapi.com/hubspot"
+
+
+def test_blank_secret_keys_are_named_with_the_fix(allow_sandbox_urls: None) -> None:
+    with pytest.raises(ConfigurationError) as blank:
+        HubSpotConnector({}, {"accessToken": "   "}, AuthType.APP_PARAMETERS)
+    assert blank.value.field == "accessToken"
+    assert "'accessToken'" in str(blank.value) and "add it to the Secret" in str(blank.value)

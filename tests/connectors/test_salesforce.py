@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 from datasync_connectors.salesforce import SalesforceConnector
 from datasync_connectors.salesforce.sandbox import SalesforceSandbox
@@ -27,7 +28,7 @@ from datasync.connector import (
     RetriableError,
 )
 from datasync.engine import run_sync
-from datasync.http import RetryPolicy
+from datasync.http import Action, RetryPolicy
 from datasync.registry import get as get_connector
 from datasync.sandbox import Fault, RateLimit
 from datasync.state import open_store
@@ -108,6 +109,8 @@ async def sandbox() -> AsyncIterator[SalesforceSandbox]:
 
 @pytest.fixture(params=[AuthType.OAUTH, AuthType.APP_PARAMETERS], ids=["OAuth", "AppParameters"])
 async def harness(request: pytest.FixtureRequest, sandbox: SalesforceSandbox) -> SalesforceHarness:
+    # Salesforce's smallest query batch, so the contract's few hundred records span pages.
+    sandbox.query_batch_size = 200
     return SalesforceHarness(sandbox, request.param)
 
 
@@ -780,3 +783,89 @@ async def test_engine_syncs_contacts_of_one_org_to_leads_of_another() -> None:
     finally:
         await org_a.stop()
         await org_b.stop()
+
+
+# ---------------------------------------------------------------- shared HTTP policy
+
+
+async def test_daily_limit_refusal_is_classified_before_the_status_table(
+    sandbox: SalesforceSandbox,
+) -> None:
+    """A 403 REQUEST_LIMIT_EXCEEDED (the daily allocation) is not asked again, is
+    RateLimited, and its Sforce-Limit-Info is still noted, through ApiClient's classify
+    hook; any other 403 goes back to the connector as a permission problem."""
+    async with _oauth(sandbox) as connector:
+        await connector.check()
+        served = sandbox.requests_served
+        sandbox.inject(Fault(kind="status", status=403))  # TotalRequests Limit exceeded.
+        with pytest.raises(RetriableError) as caught:
+            await connector.read("contacts", ["003Dn0000000001AAA"], ["Email"])
+        assert caught.value.reason == "RateLimited"
+        assert "REQUEST_LIMIT_EXCEEDED" in str(caught.value)
+        assert sandbox.requests_served - served == 1  # refused once, not asked again
+        sandbox.daily_api_limit = sandbox.api_requests_used + 7  # the org's real refusal
+        sandbox.api_requests_used += 7
+        with pytest.raises(RetriableError):
+            await connector.read("contacts", ["003Dn0000000001AAA"], ["Email"])
+        assert connector.api_usage == (sandbox.api_requests_used, sandbox.daily_api_limit)
+        classified = connector.http.verdict(
+            httpx.Response(403, json=[{"errorCode": "INSUFFICIENT_ACCESS", "message": "no"}])
+        )
+        assert classified.action is Action.RETURN
+
+
+async def test_concurrency_limit_clears_within_the_retries(sandbox: SalesforceSandbox) -> None:
+    """The concurrent-request limit is asked again with backoff, apart from the policy's
+    own attempts: three refusals in a row still end in the records."""
+    ids = [sandbox.insert({"LastName": f"L{i}"}) for i in range(2)]
+    async with _oauth(sandbox) as connector:
+        await connector.check()
+        sandbox.rate_limit = RateLimit(requests=0, per_seconds=3600)
+        served = sandbox.requests_served
+
+        async def lift_after_three_refusals() -> None:
+            while sandbox.requests_served - served < 3:  # noqa: ASYNC110 - no event to await
+                await asyncio.sleep(0.001)
+            sandbox.rate_limit = None
+
+        lifting = asyncio.create_task(lift_after_three_refusals())
+        found = await connector.read("contacts", ids, ["LastName"])
+        await lifting
+    assert sorted(record.id for record in found) == sorted(ids)
+    assert sandbox.requests_served - served == 4
+
+
+@pytest.mark.parametrize("setting", ["organizationUrl", "loginUrl"])
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("https://sync-user:Pa55w0rd-Secret@acme.my.salesforce.com", "Secret"),
+        ("https://Pa55w0rd-Secret@acme.my.salesforce.com", "Secret"),
+        ("https://acme.my.salesforce.com?token=Pa55w0rd-Secret", "query string"),
+        ("https://acme.my.salesforce.com/#Pa55w0rd-Secret", "fragment"),
+        ("https://acme.my.salesforce.com:Pa55w0rd-Secret", "https://acme.my.salesforce.com"),
+    ],
+)
+def test_org_urls_refuse_credentials_queries_and_fragments(
+    setting: str, url: str, fix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATASYNC_ALLOW_SANDBOX_URLS")
+    credentials = {"clientId": "id", "clientSecret": "s", "refreshToken": "r"}
+    with pytest.raises(ConfigurationError) as caught:
+        SalesforceConnector({setting: url}, credentials, AuthType.OAUTH)
+    message = str(caught.value)
+    assert caught.value.field == setting and setting in message
+    assert fix in message
+    assert "Pa55w0rd" not in message and "sync-user" not in message
+
+
+def test_missing_and_blank_secret_keys_are_named_with_the_fix() -> None:
+    for credentials in ({"clientId": "id"}, {"clientId": "id", "clientSecret": "  "}):
+        with pytest.raises(ConfigurationError) as caught:
+            SalesforceConnector(
+                {"organizationUrl": "https://acme.my.salesforce.com"},
+                credentials,
+                AuthType.APP_PARAMETERS,
+            )
+        assert caught.value.field == "clientSecret"
+        assert "'clientSecret'" in str(caught.value) and "add it to the Secret" in str(caught.value)
