@@ -120,12 +120,28 @@ class _SObject:
     name: str
     fields: list[SandboxField]
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Record ids by casefolded Email, so the duplicate rule looks a record up instead of
+    # scanning the table on every write. Every change of a row's Email goes through
+    # `reindex_email`.
+    by_email: dict[str, dict[str, None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.by_lower = {item.name.lower(): item for item in self.fields}
 
     def field(self, name: str) -> SandboxField | None:
         return self.by_lower.get(name.lower())
+
+    def reindex_email(self, record_id: str, before: Any, after: Any) -> None:
+        old, new = _email_key(before), _email_key(after)
+        if old == new:
+            return
+        if old is not None:
+            ids = self.by_email.get(old, {})
+            ids.pop(record_id, None)
+            if not ids:
+                self.by_email.pop(old, None)
+        if new is not None:
+            self.by_email.setdefault(new, {})[record_id] = None
 
 
 @dataclass
@@ -238,7 +254,9 @@ class SalesforceSandbox(SandboxApp):
             if definition is None:
                 raise ValueError(f"{sobject} has no field {name!r}")
             row[definition.name] = None if value == "" else value
+        replaced = table.rows.get(record_id)
         table.rows[record_id] = row
+        table.reindex_email(record_id, replaced and replaced.get("Email"), row.get("Email"))
         for campaign in campaigns:
             self.add_to_campaign(campaign, record_id)
         return record_id
@@ -256,11 +274,13 @@ class SalesforceSandbox(SandboxApp):
         if found is None:
             raise KeyError(record_id)
         table, row = found
+        before = row.get("Email")
         for name, value in fields.items():
             definition = table.field(name)
             if definition is None:
                 raise ValueError(f"{table.name} has no field {name!r}")
             row[definition.name] = None if value == "" else value
+        table.reindex_email(row["Id"], before, row.get("Email"))
         self._touch(row)
 
     def set_modstamp(self, record_id: str, moment: datetime) -> None:
@@ -278,6 +298,7 @@ class SalesforceSandbox(SandboxApp):
         found = self._find(record_id)
         if found is not None:
             del found[0].rows[found[1]["Id"]]
+            found[0].reindex_email(found[1]["Id"], found[1].get("Email"), None)
 
     def create_campaign(self, name: str) -> str:
         return self.insert({"Name": name, "IsActive": True}, sobject="Campaign")
@@ -822,20 +843,27 @@ class SalesforceSandbox(SandboxApp):
             row = self._new_row(table, new_id, stamp)
             row.update(values)
             table.rows[new_id] = row
+            table.reindex_email(new_id, None, row.get("Email"))
             return {"id": new_id, "success": True, "errors": []}
+        before = existing.get("Email")
         existing.update(values)
+        table.reindex_email(existing["Id"], before, existing.get("Email"))
         self._touch(existing, stamp)
         return {"id": existing["Id"], "success": True, "errors": []}
 
     def _duplicate_of(self, table: _SObject, email: str, own_id: Any) -> str | None:
-        wanted = email.casefold()
-        for row in table.rows.values():
-            if row["Id"] != own_id and str(row.get("Email") or "").casefold() == wanted:
-                return str(row["Id"])
+        for record_id in table.by_email.get(_email_key(email) or "", {}):
+            if record_id != own_id:
+                return record_id
         return None
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _email_key(value: Any) -> str | None:
+    """How the duplicate rule compares Emails: case-insensitively; no Email, no key."""
+    return str(value).casefold() if value not in (None, "") else None
 
 
 def _oauth_error(code: str, description: str) -> web.Response:

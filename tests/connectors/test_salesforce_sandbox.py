@@ -364,6 +364,68 @@ async def test_duplicate_rule_is_off_by_default(
     assert third[0]["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
 
 
+EMAILS = ["a@example.com", "A@Example.com", "b@example.com", "c@example.com"]
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "set", "api-update", "clear", "delete"]),
+        st.integers(min_value=0, max_value=7),
+        st.sampled_from(EMAILS),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(edits=EDITS)
+async def test_duplicate_rule_follows_every_way_an_email_changes(
+    edits: list[tuple[str, int, str]],
+) -> None:
+    """The duplicate rule looks Emails up in an index: after any mix of inserts, UI edits,
+    API updates, cleared Emails and deletions it refuses exactly the Emails some record
+    still has (compared case-insensitively), as a scan of every record would."""
+    sandbox = SalesforceSandbox(duplicate_rule=True)
+    await sandbox.start()
+    try:
+        async with httpx.AsyncClient(base_url=sandbox.base_url) as http:
+            http.headers["Authorization"] = f"Bearer {await _token(http, sandbox)}"
+            ids: list[str] = []
+            for kind, pick, email in edits:
+                target = ids[pick % len(ids)] if ids else None
+                if kind == "insert" or target is None:
+                    ids.append(sandbox.insert({"LastName": "L", "Email": email}))
+                elif kind == "set":
+                    sandbox.set_fields(target, {"Email": email})
+                elif kind == "clear":
+                    sandbox.set_fields(target, {"Email": ""})
+                elif kind == "delete":
+                    sandbox.delete(target)
+                    ids.remove(target)
+                else:
+                    await http.patch(
+                        f"{V}/composite/sobjects",
+                        json={
+                            "allOrNone": False,
+                            "records": [
+                                {"attributes": {"type": "Contact"}, "id": target, "Email": email}
+                            ],
+                        },
+                    )
+            taken = {str(row["Email"]).casefold() for row in sandbox.records() if row["Email"]}
+            results = []
+            for email in EMAILS:  # one call each: a created probe must not count for the next
+                (result,) = await _create(http, {"LastName": "P", "Email": email})
+                results.append(result)
+                if result["success"]:
+                    sandbox.delete(result["id"])
+        refused = [not result["success"] for result in results]
+        assert refused == [email.casefold() in taken for email in EMAILS]
+        for result in results:
+            if not result["success"]:
+                assert result["errors"][0]["statusCode"] == "DUPLICATE_VALUE"
+    finally:
+        await sandbox.stop()
+
+
 async def test_collections_whole_request_errors(client: httpx.AsyncClient) -> None:
     too_many = await client.post(
         f"{V}/composite/sobjects",
