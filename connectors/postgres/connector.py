@@ -108,7 +108,9 @@ class PostgresConnector(Connector):
     # 1000 rows keep one statement's JSON parameter at a few hundred kB and its locks short,
     # while still amortizing the round trip; PostgreSQL itself has no row limit per statement.
     max_batch_size = 1000
-    page_size: int = 1000  # rows per read_changed / list page
+    # Rows per read_changed / list page: two write batches, so the engine can record one
+    # batch's pairs while the next is written.
+    page_size: int = 2000
 
     def __init__(
         self,

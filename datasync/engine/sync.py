@@ -11,11 +11,13 @@ a transient reason. Failing records are read again by id and retried on every ru
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -833,57 +835,94 @@ class _Run:
             else:
                 ready.append(work)
         connector = self.ends[target].connector
-        for batch in chunks(ready, connector.max_batch_size):
-            self.progress.started(target, "writing")
-            if self.dry_run:
-                counts.created += len(batch)
-                self.progress.advance(len(batch))
-                continue
-            try:
-                results = await connector.create(
-                    self.object_type, [work.validated.payload for work in batch]
-                )
-            except RetriableError as exc:
-                for work in batch:
-                    counts.failed += 1
-                    self.fail(side, work.record.id, RecordError(exc.reason, str(exc)), ())
-                hold = _min(hold, min(work.record.modified_at for work in batch))
-                continue
-            self.progress.advance(len(batch))
-            now = datetime.now(UTC)
-            new_pairs: list[Pair] = []
-            in_sync: list[str] = []  # origin ids whose health is cleared, in one statement
-            with self.store.batch():
-                for work, result in zip(batch, _complete(results, len(batch)), strict=True):
-                    if not result.ok or result.record_id is None:
-                        counts.failed += 1
-                        error = result.error or RecordError("AppRejected", "no id returned")
-                        self.store.clear_health(side, in_sync)  # keep the order of writes
-                        in_sync = []
-                        self.fail(side, work.record.id, error, _sent_values(work))
-                        if error.reason in ("RateLimited", "AppUnavailable"):
-                            hold = _min(hold, work.record.modified_at)
-                        continue
-                    counts.created += 1
-                    ids = {side: work.record.id, target: result.record_id}
-                    new_pairs.append(
-                        Pair(ids[Side.SOURCE], ids[Side.DESTINATION], work.fingerprint, now)
+        # The state writes of one batch run in a worker thread while the next batch is
+        # written to the app (the store is touched by nothing else meanwhile); each batch's
+        # pairs are committed in their own transaction as soon as that thread gets to them.
+        pending: asyncio.Future[None] | None = None
+        try:
+            for batch in chunks(ready, connector.max_batch_size):
+                self.progress.started(target, "writing")
+                if self.dry_run:
+                    counts.created += len(batch)
+                    self.progress.advance(len(batch))
+                    continue
+                try:
+                    results = await connector.create(
+                        self.object_type, [work.validated.payload for work in batch]
                     )
-                    problems = [*work.validated.field_errors, *result.field_errors]
-                    if problems:
-                        values = _sent_values(work)
-                        for problem in problems:
-                            self._field_failure(target, result.record_id, problem, values)
-                        self.store.mark_failing(
-                            target, result.record_id, problems[0].reason, problems[0].code, now
-                        )
-                    else:
-                        in_sync.append(work.record.id)
-                    self.remember(target, result.record_id)
-                self.store.clear_health(side, in_sync)
-                # Created ids are committed as soon as the app returns them.
-                self.store.save_pairs(new_pairs)
+                except RetriableError as exc:
+                    if pending is not None:
+                        await pending
+                        pending = None
+                    for work in batch:
+                        counts.failed += 1
+                        self.fail(side, work.record.id, RecordError(exc.reason, str(exc)), ())
+                    hold = _min(hold, min(work.record.modified_at for work in batch))
+                    continue
+                if pending is not None:
+                    await pending
+                    pending = None
+                self.progress.advance(len(batch))
+                ops, batch_hold = self._created(side, batch, results)
+                hold = _min(hold, batch_hold)
+                pending = asyncio.ensure_future(asyncio.to_thread(_apply, self.store, ops))
+        finally:
+            if pending is not None:
+                await pending
         return hold
+
+    def _created(
+        self, side: Side, batch: list[CreateWork], results: list[WriteResult]
+    ) -> tuple[list[Callable[[], object]], datetime | None]:
+        """Count and report a written batch of creates; return the state writes it needs,
+        in order, and the hold for the watermark."""
+        target = other(side)
+        counts = self.report.counts(target)
+        hold: datetime | None = None
+        now = datetime.now(UTC)
+        store = self.store
+        ops: list[Callable[[], object]] = []
+        new_pairs: list[Pair] = []
+        in_sync: list[str] = []  # origin ids whose health is cleared, in one statement
+        for work, result in zip(batch, _complete(results, len(batch)), strict=True):
+            if not result.ok or result.record_id is None:
+                counts.failed += 1
+                error = result.error or RecordError("AppRejected", "no id returned")
+                ops.append(partial(store.clear_health, side, in_sync))  # keep the order
+                in_sync = []
+                # As fail(), with the store write queued.
+                self._record_failure(side, work.record.id, error, _sent_values(work))
+                ops.append(
+                    partial(store.mark_failing, side, work.record.id, error.reason, error.code, now)
+                )
+                if error.reason in ("RateLimited", "AppUnavailable"):
+                    hold = _min(hold, work.record.modified_at)
+                continue
+            counts.created += 1
+            ids = {side: work.record.id, target: result.record_id}
+            new_pairs.append(Pair(ids[Side.SOURCE], ids[Side.DESTINATION], work.fingerprint, now))
+            problems = [*work.validated.field_errors, *result.field_errors]
+            if problems:
+                values = _sent_values(work)
+                for problem in problems:
+                    self._field_failure(target, result.record_id, problem, values)
+                ops.append(
+                    partial(
+                        store.mark_failing,
+                        target,
+                        result.record_id,
+                        problems[0].reason,
+                        problems[0].code,
+                        now,
+                    )
+                )
+            else:
+                in_sync.append(work.record.id)
+            self.remember(target, result.record_id)
+        ops.append(partial(store.clear_health, side, in_sync))
+        # Created ids are committed as soon as the app returns them.
+        ops.append(partial(store.save_pairs, new_pairs))
+        return ops, hold
 
     async def _write_updates(
         self, origin: Side, target: Side, works: list[PairWork]
@@ -1067,6 +1106,13 @@ _SKIP_MESSAGES = {
     "CounterpartDeleted": "the matched record was deleted in the other app; deletions are "
     "not mirrored",
 }
+
+
+def _apply(store: StateStore, ops: list[Callable[[], object]]) -> None:
+    """Run state writes in one transaction (in a worker thread)."""
+    with store.batch():
+        for op in ops:
+            op()
 
 
 def _sent_values(work: CreateWork) -> list[Any]:

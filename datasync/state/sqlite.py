@@ -16,7 +16,11 @@ class SqliteStateStore(SqlStateStore):
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are opened explicitly by `batch()`.
-        self._conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # Used by one thread at a time, not always the one that opened it (the engine
+        # writes a batch's state in a worker thread while the next batch goes to the app).
+        self._conn = sqlite3.connect(
+            path, isolation_level=None, timeout=30, check_same_thread=False
+        )
         if path != ":memory:":
             self._conn.execute("PRAGMA journal_mode=WAL")
             # Checkpoint every ~40 MB of log rather than every 4 MB: a batch of pairs with
