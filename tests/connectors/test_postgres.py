@@ -7,7 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import psycopg
 import pytest
@@ -26,6 +26,7 @@ from datasync.connector import (
     FieldType,
     ReadPage,
 )
+from datasync.sandbox import Fault
 from tests.connectors.contract import ConnectorContract
 
 pytestmark = pytest.mark.integration
@@ -171,8 +172,20 @@ class PostgresHarness:
         await self.add_members(list_name, record_ids)
         return list_name
 
-    def inject(self, fault: object) -> bool:
-        return False  # PostgreSQL has no fault injection; contracts check the rest
+    def inject(self, fault: Fault) -> bool:
+        """PostgreSQL's transient fault, for real: the server ends the connector's sessions
+        (as a restart, a failover or an idle timeout does). It stands for a connection reset
+        and for a rejected token alike: the connector must log in again with its
+        credentials. HTTP statuses have no PostgreSQL meaning: False."""
+        if fault.kind != "reset" and not (fault.kind == "status" and fault.status == 401):
+            return False
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            ended = conn.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            ).fetchone()
+        return ended is not None and ended[0] >= 1
 
     def make_record(self, i: int) -> dict[str, Any]:
         return {
@@ -209,6 +222,10 @@ async def harness(postgres_dsn: str) -> PostgresHarness:
 
 class TestPostgresContract(ConnectorContract):
     """The shared connector contract, against a real PostgreSQL table."""
+
+    transient_faults: ClassVar[Mapping[str, Fault]] = {
+        "session-ended-by-the-server": Fault(kind="reset"),
+    }
 
     @pytest.fixture
     async def harness(self, postgres_dsn: str) -> PostgresHarness:

@@ -323,17 +323,18 @@ def test_sigterm_lets_the_in_flight_reconcile_finish(
     before = cluster.wait_condition("crm", "CredentialsValid", "True")
     checked = cluster.get("crm")["status"]["credentialsCheckedAt"]
     cron_version = cluster.cron_job("crm-sync").metadata.resource_version
-    apps.hubspot.inject(Fault(kind="slow", delay=4, count=100))
+    slow = Fault(kind="slow", delay=4, count=100)
+    apps.hubspot.inject(slow)
     time.sleep(1)  # credentialsCheckedAt has a one-second resolution
+    unanswered = slow.count  # each request HubSpot takes from now on is held for 4 s
     # A new key: a credentials check (slow now) and a CronJob update follow.
     cluster.replace_secret("hubspot-auth", {**apps.hubspot_secret(), "note": "rotated"})
     wait_for(
-        lambda: apps.hubspot.requests_served > 0 and "re-checking" in operator.log_text(),
+        lambda: slow.count < unanswered and "re-checking" in operator.log_text(),
         10,
-        "the re-check to start",
+        "the re-check's call to be held by HubSpot",
     )
-    time.sleep(0.5)
-    assert operator.stop() == 0
+    assert operator.stop() == 0  # SIGTERM while that call is in flight
     status = cluster.get("crm")["status"]
     assert status["credentialsCheckedAt"] > checked
     assert cluster.condition("crm", "CredentialsValid")["status"] == before["status"]
