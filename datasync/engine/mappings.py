@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 from datasync.api.models import (
     DataSyncConnectionSpec,
@@ -13,8 +15,15 @@ from datasync.api.models import (
     Side,
     ValueType,
 )
-from datasync.connector import ConfigurationError, Connector, FieldType, ObjectSchema
-from datasync.engine.values import ValueMemo, fingerprinter
+from datasync.connector import (
+    ConfigurationError,
+    Connector,
+    FieldType,
+    ObjectSchema,
+    RecordError,
+)
+from datasync.engine.validation import WriteValidator
+from datasync.engine.values import ValueMemo, canonical, fingerprint, is_blank, map_value
 
 # The canonical name (in Connector.standard_fields) of a contact's email opt-out flag. A
 # mapping of that field follows the consent rule: the sync never clears an opt-out.
@@ -175,33 +184,65 @@ def value_kind(mapping: ResolvedMapping, schema: ObjectSchema, side: Side) -> Va
     return schema.fields[mapping.field(side)].type
 
 
+# A create step's result for one value: its fingerprint, and (problem, clean) from the
+# target's check, or None when the value is blank (not sent).
+Prepared = tuple[str, tuple[RecordError | None, Any] | None]
+
+
 @dataclass(frozen=True)
 class CreateStep:
-    """One mapping of a create from `side` to the other side, worked out once per run."""
+    """One mapping of a create from one side to the other, worked out once per run."""
 
     origin_field: str  # read from the record being created from
     target_field: str  # written to the new record
     key: str  # the mapping's key in the pair fingerprint
-    values: Mapping[str, str]  # the value map in this direction ({}: none)
-    print_mapped: bool  # fingerprint the mapped value (into the destination) or the raw one
-    fingerprint: ValueMemo[str]  # fingerprint(canonical(value, the mapping's kind))
+    prepare: ValueMemo[Prepared]  # the raw value -> its fingerprint and checked value
 
 
 def create_steps(
-    mappings: list[ResolvedMapping], side: Side, kinds: Mapping[str, str]
+    mappings: list[ResolvedMapping],
+    side: Side,
+    kinds: Mapping[str, str],
+    validator: WriteValidator,
 ) -> list[CreateStep]:
     """The steps of creating a record of the other side from one of `side`, in mapping
-    order (only the mappings that write to the other side)."""
+    order (only the mappings that write to the other side). Each step maps the value,
+    fingerprints it (in the destination's terms) and checks it against the target field:
+    pure functions of the raw value, so remembered for repeated values."""
     target = Side.DESTINATION if side == Side.SOURCE else Side.SOURCE
-    return [
-        CreateStep(
-            origin_field=mapping.field(side),
-            target_field=mapping.field(target),
-            key=mapping.key,
-            values=dict(mapping.values if side == Side.SOURCE else mapping.reverse_values),
-            print_mapped=target == Side.DESTINATION,
-            fingerprint=fingerprinter(kinds[mapping.key]),
+    steps: list[CreateStep] = []
+    for mapping in mappings:
+        if not mapping.writes_to(target):
+            continue
+        values = dict(mapping.values if side == Side.SOURCE else mapping.reverse_values)
+        steps.append(
+            CreateStep(
+                origin_field=mapping.field(side),
+                target_field=mapping.field(target),
+                key=mapping.key,
+                prepare=ValueMemo(
+                    partial(
+                        _prepare,
+                        values,
+                        target == Side.DESTINATION,
+                        str(kinds[mapping.key]),
+                        validator.check(mapping.field(target)),
+                    )
+                ),
+            )
         )
-        for mapping in mappings
-        if mapping.writes_to(target)
-    ]
+    return steps
+
+
+def _prepare(
+    values: Mapping[str, str],
+    print_mapped: bool,
+    kind: str,
+    check: Callable[[Any], tuple[RecordError | None, Any]],
+    raw: Any,
+) -> Prepared:
+    value = map_value(raw, values) if values else raw
+    printed = fingerprint(canonical(value if print_mapped else raw, kind))
+    if is_blank(value):
+        return printed, None
+    return printed, check(value)

@@ -52,7 +52,13 @@ from datasync.engine.mappings import (
 )
 from datasync.engine.progress import NoProgress, Progress
 from datasync.engine.report import Report, scrub
-from datasync.engine.validation import FieldRule, Validated, validate_write
+from datasync.engine.validation import (
+    FieldRule,
+    Validated,
+    WriteValidator,
+    validate_write,
+    validator_for,
+)
 from datasync.engine.values import (
     CoercionError,
     canonical,
@@ -784,27 +790,33 @@ class _Run:
 
     def _create(self, side: Side, record: Record) -> CreateWork | None:
         target = other(side)
-        made: dict[Side, list[CreateStep]] | None = getattr(self, "_create_steps", None)
+        made: dict[Side, tuple[list[CreateStep], WriteValidator]] | None = getattr(
+            self, "_create_steps", None
+        )
         if made is None:
             made = {}
             self._create_steps = made
-        steps = made.get(side)
-        if steps is None:
-            steps = made[side] = create_steps(self.mappings, side, self.kinds)
+        plan = made.get(side)
+        if plan is None:
+            validator = validator_for(
+                self.ends[target].schema, self._rules(target, True), create=True
+            )
+            plan = made[side] = (
+                create_steps(self.mappings, side, self.kinds, validator),
+                validator,
+            )
+        steps, validator = plan
         fields = record.fields
-        values: dict[str, Any] = {}
+        checked: dict[str, tuple[RecordError | None, Any]] = {}
         prints: dict[str, str] = {}
         for step in steps:
-            raw = fields.get(step.origin_field)
-            value = map_value(raw, step.values) if step.values else raw
-            prints[step.key] = step.fingerprint(value if step.print_mapped else raw)
-            if not is_blank(value):
-                values[step.target_field] = value
-        if not values:
+            printed, check = step.prepare(fields.get(step.origin_field))
+            prints[step.key] = printed
+            if check is not None:
+                checked[step.target_field] = check
+        if not checked:
             return None
-        validated = validate_write(
-            self.ends[target].schema, values, self._rules(target, True), create=True
-        )
+        validated = validator.finish(checked)
         for error in validated.field_errors:
             for mapping in self.mappings:
                 if mapping.field(target) == error.field:

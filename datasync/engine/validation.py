@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -83,6 +83,11 @@ class WriteValidator:
         self._required_rules = [name for name, rule in rules.items() if rule.required]
         self._required_fields = [spec.name for spec in schema.fields.values() if spec.required]
 
+    def check(self, name: str) -> Callable[[Any], Check]:
+        """The check of field `name` alone (not remembering values): (problem, clean)."""
+        spec = self.schema.fields[name]
+        return partial(_check, spec, self.rules.get(name, FieldRule(str(spec.type))).kind)
+
     def _check_for(self, name: str) -> tuple[Callable[[Any], Check], bool]:
         found = self._checks.get(name)
         if found is None:
@@ -94,14 +99,19 @@ class WriteValidator:
 
     def __call__(self, values: Mapping[str, Any]) -> Validated:
         """Coerce and check `values` (target field -> value). Blank means "clear the field"."""
+        return self.finish(
+            {name: self._check_for(name)[0](value) for name, value in values.items()}
+        )
+
+    def finish(self, checked: Mapping[str, Check]) -> Validated:
+        """The outcome of a write whose values were each checked already (field ->
+        (problem, clean), in the order of the values)."""
         result = Validated()
         payload = result.payload
-        for name, value in values.items():
-            checker, required = self._check_for(name)
-            problem, clean = checker(value)
+        for name, (problem, clean) in checked.items():
             if problem is None:
                 payload[name] = clean
-            elif required:
+            elif self._check_for(name)[1]:  # required
                 result.error = problem
                 return result
             else:

@@ -140,12 +140,6 @@ class ValueMemo(Generic[R]):
         return result
 
 
-def fingerprinter(kind: ValueType | FieldType | str) -> ValueMemo[str]:
-    """`fingerprint(canonical(value, kind))`, remembered for repeated values."""
-    kind = str(kind)
-    return ValueMemo(lambda value: fingerprint(canonical(value, kind)))
-
-
 def _to_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
