@@ -106,6 +106,9 @@ class ListChanges:
     size: int  # how many members the list has now, as the app reports it
     joined: list[str]  # current members whose (latest) joining is at or after `since`
     latest: datetime | None  # when the newest current member joined (None: the list is empty)
+    # The app's clock when it described the list, before the members were read (HTTP Date,
+    # say): whoever joins later joins after it. None when the app did not say.
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
@@ -576,7 +577,7 @@ class HubSpotConnector(Connector):
         offset past the last membership) down to the first membership older than `since`.
         None when the size is not final (a list still processing) or HubSpot refuses the
         offset: the engine then reads the whole list."""
-        found = await self._list_object(list_ref)
+        found, as_of = await self._list_object(list_ref)
         list_id, size = str(found.get("listId", "")), found.get("size")
         status_of_processing = found.get("processingStatus")
         if not isinstance(size, int) or status_of_processing not in (None, "COMPLETE"):
@@ -609,10 +610,11 @@ class HubSpotConnector(Connector):
                     before = None  # older than wanted: the rest is older still
                     break
                 joined.append(_member_id(item))
-        return ListChanges(size=size, joined=joined, latest=latest)
+        return ListChanges(size=size, joined=joined, latest=latest, as_of=as_of)
 
-    async def _list_object(self, list_ref: str) -> dict[str, Any]:
-        """The list as HubSpot describes it (`GET /crm/v3/lists/{listId}` or by name)."""
+    async def _list_object(self, list_ref: str) -> tuple[dict[str, Any], datetime | None]:
+        """The list as HubSpot describes it (`GET /crm/v3/lists/{listId}` or by name), and
+        HubSpot's clock then (the HTTP `Date` header, whole seconds: never ahead)."""
         reference = list_ref.strip()
         if reference.isdigit():
             path = f"/crm/v3/lists/{reference}"
@@ -620,7 +622,10 @@ class HubSpotConnector(Connector):
             path = f"/crm/v3/lists/object-type-id/{CONTACT_OBJECT_TYPE_ID}/name/" + quote(
                 reference, safe=""
             )
-        status, body = await self._read_json("GET", path)
+        response = await self._request("GET", path, idempotent=True)
+        status, body = response.status_code, _json_or_none(response)
+        if status == 200 and body is None:
+            raise RetriableError("HubSpot answered a list lookup with malformed JSON")
         if status == 404:
             raise ConfigurationError(
                 f"HubSpot has no contact list {reference!r}; check inclusionList.list "
@@ -634,7 +639,7 @@ class HubSpotConnector(Connector):
             raise RetriableError("HubSpot answered a list lookup without a list id")
         if not reference.isdigit():
             self._list_ids[reference] = str(found["listId"])
-        return found
+        return found, _http_date(response.headers.get("Date"))
 
     async def list_members(self, list_ref: str, ids: Sequence[str]) -> set[str]:
         list_id = await self._list_id(list_ref)
@@ -957,6 +962,16 @@ def _member_id(item: Any) -> str:
 def _next_after(body: Mapping[str, Any]) -> str | None:
     after = ((body.get("paging") or {}).get("next") or {}).get("after")
     return str(after) if after not in (None, "") else None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _prev_before(body: Mapping[str, Any]) -> str | None:

@@ -130,6 +130,12 @@ def _aware(record: Record) -> Record:
     return record
 
 
+def _reached(changes: ListChanges) -> datetime | None:
+    """How far the mirror is known exact in the app's time: to when the app described the
+    list (joins after it are later), else to the newest joining it reported."""
+    return _max(_utc(changes.latest), _utc(changes.as_of))
+
+
 def _newer(a: Record, b: Record) -> bool:
     return a.modified_at > b.modified_at
 
@@ -405,7 +411,7 @@ class _Run:
         self.list_refreshed.add(side)
         if changes is not None:
             joined_at = _max(
-                cursor.joined_at if incremental and cursor else None, _utc(changes.latest)
+                cursor.joined_at if incremental and cursor else None, _reached(changes)
             )
             self.store.set_list_cursor(
                 side, ListCursor(end.list_ref, joined_at or EPOCH, full_read_at=self.started)
@@ -434,7 +440,7 @@ class _Run:
         if not self.dry_run:
             self.store.list_mark(side, entered, uuid.uuid4().hex)
             self.list_refreshed.add(side)
-            joined_at = _max(cursor.joined_at, _utc(changes.latest))
+            joined_at = _max(cursor.joined_at, _reached(changes))
             assert joined_at is not None
             self.store.set_list_cursor(
                 side, ListCursor(end.list_ref, joined_at, full_read_at=cursor.full_read_at)

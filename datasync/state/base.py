@@ -52,7 +52,7 @@ class ListCursor:
     """How far an inclusion list's mirror is known to be exact (see list_changes)."""
 
     list_ref: str  # the list the mirror is of (another list needs a full read)
-    joined_at: datetime  # the latest joining time the mirror includes
+    joined_at: datetime  # the mirror holds everyone who joined by then (the app's time)
     full_read_at: datetime  # when the whole list was last read
 
 

@@ -4,7 +4,7 @@ and the connector's list_changes against it."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -110,9 +110,12 @@ async def test_list_changes_reads_only_the_members_who_joined_since(
     list_id = hubspot_sandbox.create_list("Big")
     hubspot_sandbox.add_to_list(list_id, ids[:400])
     async with connector(hubspot_sandbox) as hubspot:
+        before = datetime.now(UTC).replace(microsecond=0)
         start = await hubspot.list_changes("big", None)
         assert start is not None and start.size == 400 and start.joined == []
         assert start.latest is not None
+        # HubSpot's clock (the Date header, whole seconds) when it described the list.
+        assert start.as_of is not None and before <= start.as_of <= datetime.now(UTC)
         calls = hubspot.api_calls
         hubspot_sandbox.add_to_list(list_id, ids[400:700])  # 300 join: two pages back
         hubspot_sandbox.remove_from_list(list_id, ids[:10])

@@ -426,7 +426,8 @@ class MemoryConnector(Connector):
         order = sorted((at, record_id) for record_id, at in members.joined_at.items())
         joined = [record_id for at, record_id in order if since is not None and at >= since]
         latest = self.app._time(order[-1][0]) if order else None
-        return ListChanges(size=len(members), joined=joined, latest=latest)
+        now = self.app._time(self.app.clock.now)
+        return ListChanges(size=len(members), joined=joined, latest=latest, as_of=now)
 
     async def create(
         self, object_type: str, records: Sequence[Mapping[str, Any]]

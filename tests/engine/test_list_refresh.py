@@ -191,3 +191,16 @@ async def test_the_mirror_always_holds_exactly_the_members(steps: list[tuple[str
             for member in members:
                 email = f"p{ids.index(member)}@example.com"
                 assert there[email]["FirstName"] == world.a.get(member)["firstname"]
+
+
+async def test_the_cursor_follows_the_apps_clock_when_nobody_joins() -> None:
+    """Otherwise a list filled at once would be read back whole while its members' joining
+    stayed within the overlap of the cursor."""
+    world, ids = await started(6)
+    for n in range(5):  # time passes in the app; nobody joins
+        world.a.edit(ids[5], firstname=f"N{n}")
+
+    await world.sync()
+
+    cursor = world.store.get_list_cursor(Side.SOURCE)
+    assert cursor is not None and cursor.joined_at == world.a.clock.now
