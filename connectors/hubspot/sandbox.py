@@ -14,7 +14,9 @@ line): tests then run at full speed, and rate-limit behaviour is tested on purpo
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
+import math
 import secrets
 import time
 import uuid
@@ -178,12 +180,43 @@ def parse_time_ms(value: Any) -> int | None:
     return round(moment.timestamp() * 1000)
 
 
+class ModifiedIndex:
+    """Contact ids ordered by (lastmodifieddate, id): the order of an incremental read,
+    so a search on a lastmodifieddate range reads a slice instead of every contact."""
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, tuple[int, str], str]] = []
+
+    def add(self, modified_ms: int, record_id: str) -> None:
+        bisect.insort(self.keys, (modified_ms, _id_key(record_id), record_id))
+
+    def remove(self, modified_ms: int, record_id: str) -> None:
+        key = (modified_ms, _id_key(record_id), record_id)
+        index = bisect.bisect_left(self.keys, key)
+        if index < len(self.keys) and self.keys[index] == key:
+            del self.keys[index]
+
+    def between(self, low: float, high: float) -> list[str]:
+        """Ids modified in [low, high] (milliseconds), oldest first, ties by id."""
+        start = bisect.bisect_left(self.keys, (low,))
+        end = bisect.bisect_right(self.keys, (high, (1 << 63, "")))
+        return [key[2] for key in self.keys[start:end]]
+
+
 @dataclass
 class Contact:
     id: str
     properties: dict[str, str]
     created_ms: int
     modified_ms: int
+    # The sandbox's index, kept in step however modified_ms is set (tests set it too).
+    index: ModifiedIndex | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "modified_ms" and self.__dict__.get("index") is not None:
+            self.index.remove(self.__dict__["modified_ms"], self.id)  # type: ignore[union-attr]
+            self.index.add(value, self.id)  # type: ignore[union-attr]
+        object.__setattr__(self, name, value)
 
     def to_json(self, names: Iterable[str]) -> dict[str, Any]:
         values = self.all_properties()
@@ -323,6 +356,7 @@ class HubSpotSandbox(SandboxApp):
     path_counts: dict[str, int] = field(default_factory=dict)
     refresh_token_revoked: bool = False
     _access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
+    _modified: ModifiedIndex = field(default_factory=ModifiedIndex)
     _by_email: dict[str, str] = field(default_factory=dict)
     _next_id: int = 1001
     _next_list_id: int = 1
@@ -429,7 +463,13 @@ class HubSpotSandbox(SandboxApp):
         if "email" in properties:
             properties["email"] = properties["email"].strip().lower()
         contact = Contact(id=record_id, properties=properties, created_ms=now, modified_ms=now)
+        replaced = self.contacts.get(record_id)
+        if replaced is not None:
+            self._modified.remove(replaced.modified_ms, record_id)
+            replaced.index = None
         self.contacts[record_id] = contact
+        self._modified.add(now, record_id)
+        contact.index = self._modified
         if properties.get("email"):
             self._by_email[properties["email"]] = record_id
         return contact
@@ -681,12 +721,23 @@ class HubSpotSandbox(SandboxApp):
         groups = body.get("filterGroups") or []
         if not isinstance(groups, list):
             raise ApiError(400, "filterGroups must be an array")
-        matches = [
-            contact
-            for contact in self.contacts.values()
-            if not groups or any(self._matches_group(contact, group) for group in groups)
-        ]
-        matches = self._sorted(matches, body.get("sorts") or [])
+        sorts = body.get("sorts") or []
+        in_range = self._modified_range(groups)
+        if in_range is not None and in_range[1] and sorts == [MODIFIED_ASCENDING]:
+            # Only a lastmodifieddate range, in its own order: the index slice is the answer.
+            matches = [self.contacts[record_id] for record_id in in_range[0]]
+        else:
+            pool: Iterable[Contact] = (
+                self.contacts.values()
+                if in_range is None
+                else [self.contacts[record_id] for record_id in in_range[0]]
+            )
+            matches = [
+                contact
+                for contact in pool
+                if not groups or any(self._matches_group(contact, group) for group in groups)
+            ]
+            matches = self._sorted(matches, sorts)
         names = [str(name) for name in body.get("properties") or DEFAULT_SEARCH_PROPERTIES]
         page = matches[after : after + limit]
         response: dict[str, Any] = {
@@ -696,6 +747,34 @@ class HubSpotSandbox(SandboxApp):
         if after + limit < len(matches):
             response["paging"] = {"next": {"after": str(after + limit)}}
         return web.json_response(response)
+
+    def _modified_range(self, groups: list[Any]) -> tuple[list[str], bool] | None:
+        """For no filter group or one, the ids within its lastmodifieddate bounds (every
+        match is among them) and whether those bounds are its only conditions; None when
+        the index cannot narrow the search (several groups, a value that is no time)."""
+        if len(groups) > 1 or (groups and not isinstance(groups[0], dict)):
+            return None
+        filters = (groups[0].get("filters") or []) if groups else []
+        low, high, only_range = float("-inf"), float("inf"), True
+        for condition in filters:
+            if not isinstance(condition, dict):
+                return None
+            operator = str(condition.get("operator", "EQ")).upper()
+            if condition.get("propertyName") != MODIFIED or operator not in _RANGE:
+                only_range = False
+                continue
+            # Compared as _matches compares them; times are whole milliseconds.
+            value = _compare_value(condition.get("value"), _PROPERTIES[MODIFIED])
+            top = value
+            if operator == "BETWEEN":
+                top = _compare_value(condition.get("highValue"), _PROPERTIES[MODIFIED])
+            if value is None or top is None:
+                return None
+            if operator in ("GT", "GTE", "EQ", "BETWEEN"):
+                low = max(low, math.floor(value) + 1 if operator == "GT" else math.ceil(value))
+            if operator in ("LT", "LTE", "EQ", "BETWEEN"):
+                high = min(high, math.ceil(top) - 1 if operator == "LT" else math.floor(top))
+        return self._modified.between(low, high), only_range
 
     def _sorted(self, contacts: Iterable[Contact], sorts: list[Any]) -> list[Contact]:
         """HubSpot applies one sort rule; the sandbox breaks ties by record id."""
@@ -1061,6 +1140,9 @@ _PROPERTIES: dict[str, PropertyDefinition] = {
     definition.name: definition for definition in CONTACT_PROPERTIES
 }
 _DERIVED = frozenset({"hs_object_id", "createdate", "lastmodifieddate"})
+_RANGE = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN"})
+MODIFIED = "lastmodifieddate"
+MODIFIED_ASCENDING = {"propertyName": MODIFIED, "direction": "ASCENDING"}
 
 
 def _as_text(value: Any) -> str:
