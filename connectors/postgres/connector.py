@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -37,7 +37,7 @@ from datasync.connector import (
     WriteResult,
     parse_settings,
 )
-from datasync.engine.values import ValueMemo
+from datasync.engine.values import remembered
 
 from . import catalog, errors, schema, statements
 from .catalog import Params, Query
@@ -51,6 +51,8 @@ from .settings import (
 from .values import check_value, dumps, for_column, to_json_value
 
 OBJECT_TYPE = "contacts"
+# Values read that are JSON-compatible as they are (to_json_value returns them unchanged).
+_JSON_READY = frozenset({str, bool, int, float, type(None)})
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 CONTACT_FIELDS: dict[str, str] = {
@@ -273,7 +275,10 @@ class PostgresConnector(Connector):
             modified = modified.replace(tzinfo=UTC)
         return Record(
             id=str(values[table.id_column]),
-            fields={name: to_json_value(value) for name, value in values.items()},
+            fields={
+                name: value if type(value) in _JSON_READY else to_json_value(value)
+                for name, value in values.items()
+            },
             modified_at=modified,
         )
 
@@ -556,7 +561,7 @@ class PostgresConnector(Connector):
                     )
                 )
                 continue
-            if check is _READ_ONLY:
+            if check is _read_only_column:
                 dropped.append(
                     RecordError("ReadOnlyField", "this column is read-only", name, code="428C9")
                 )
@@ -676,22 +681,26 @@ class PostgresConnector(Connector):
         return str(returned[0][0])
 
 
-def _column_check(column: Column) -> ValueMemo[tuple[RecordError | None, Any]]:
+_Check = Callable[[Any], tuple[RecordError | None, Any]]
+
+
+def _column_check(column: Column) -> _Check:
     def check(value: Any) -> tuple[RecordError | None, Any]:
         error = check_value(column, value)
         return (error, None) if error is not None else (None, for_column(column, value))
 
-    return ValueMemo(check)
+    return remembered(check)
 
 
 # The check of a read-only column: such values are dropped, never checked.
-_READ_ONLY: ValueMemo[tuple[RecordError | None, Any]] = ValueMemo(lambda value: (None, value))
+def _read_only_column(value: Any) -> tuple[RecordError | None, Any]:
+    return None, value
 
 
 @dataclass(frozen=True)
 class _TableChecks:
     table: TableInfo
-    columns: dict[str, ValueMemo[tuple[RecordError | None, Any]]]
+    columns: dict[str, _Check]
     needed_on_create: tuple[str, ...]  # NOT NULL, no default, writable: in table order
 
     @classmethod
@@ -699,7 +708,7 @@ class _TableChecks:
         return cls(
             table=table,
             columns={
-                name: _READ_ONLY if table.read_only(column) else _column_check(column)
+                name: _read_only_column if table.read_only(column) else _column_check(column)
                 for name, column in table.columns.items()
             },
             needed_on_create=tuple(

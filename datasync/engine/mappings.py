@@ -23,7 +23,7 @@ from datasync.connector import (
     RecordError,
 )
 from datasync.engine.validation import WriteValidator
-from datasync.engine.values import ValueMemo, canonical, fingerprint, is_blank, map_value
+from datasync.engine.values import canonical, fingerprint, is_blank, map_value, remembered
 
 # The canonical name (in Connector.standard_fields) of a contact's email opt-out flag. A
 # mapping of that field follows the consent rule: the sync never clears an opt-out.
@@ -196,7 +196,7 @@ class CreateStep:
     origin_field: str  # read from the record being created from
     target_field: str  # written to the new record
     key: str  # the mapping's key in the pair fingerprint
-    prepare: ValueMemo[Prepared]  # the raw value -> its fingerprint and checked value
+    prepare: Callable[[Any], Prepared]  # raw value -> its fingerprint and checked value
 
 
 def create_steps(
@@ -220,7 +220,7 @@ def create_steps(
                 origin_field=mapping.field(side),
                 target_field=mapping.field(target),
                 key=mapping.key,
-                prepare=ValueMemo(
+                prepare=remembered(
                     partial(
                         _prepare,
                         values,

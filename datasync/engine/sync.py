@@ -815,8 +815,9 @@ class _Run:
         fields = record.fields
         checked: dict[str, tuple[RecordError | None, Any]] = {}
         prints: dict[str, str] = {}
+        get = fields.get
         for step in steps:
-            printed, check = step.prepare(fields.get(step.origin_field))
+            printed, check = step.prepare(get(step.origin_field))
             prints[step.key] = printed
             if check is not None:
                 checked[step.target_field] = check
@@ -916,7 +917,6 @@ class _Run:
                 if error.reason in ("RateLimited", "AppUnavailable"):
                     hold = _min(hold, work.record.modified_at)
                 continue
-            counts.created += 1
             ids = {side: work.record.id, target: result.record_id}
             new_pairs.append(Pair(ids[Side.SOURCE], ids[Side.DESTINATION], work.fingerprint, now))
             problems = [*work.validated.field_errors, *result.field_errors]
@@ -937,6 +937,7 @@ class _Run:
             else:
                 in_sync.append(work.record.id)
             self.remember(target, result.record_id)
+        counts.created += len(new_pairs)  # once: the counts are a validated model
         ops.append(partial(store.clear_health, side, in_sync))
         # Created ids are committed as soon as the app returns them.
         ops.append(partial(store.save_pairs, new_pairs))

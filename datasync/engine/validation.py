@@ -18,7 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import DOT_ATOM_TEXT, EMAIL_MAX_LENGTH
 
 from datasync.connector import FieldSchema, FieldType, ObjectSchema, RecordError
-from datasync.engine.values import CoercionError, ValueMemo, coerce, is_blank
+from datasync.engine.values import CoercionError, coerce, is_blank, remembered
 
 PHONE = re.compile(r"^\+?[0-9 ().\-/]{4,30}(\s*(x|ext\.?)\s*[0-9]{1,6})?$", re.IGNORECASE)
 PHONE_DIGITS = (5, 17)
@@ -177,7 +177,7 @@ def _field_checker(spec: FieldSchema, kind: str) -> Callable[[Any], Check]:
 
     if spec.read_only:
         return check  # one answer whatever the value; nothing to remember
-    return ValueMemo(check)
+    return remembered(check)
 
 
 def _check(spec: FieldSchema, kind: str, value: Any) -> Check:
@@ -198,7 +198,7 @@ def _check(spec: FieldSchema, kind: str, value: Any) -> Check:
                 "InvalidEmail", f"{name} is not a valid email address", field=name
             ), None
     elif spec.type == FieldType.PHONE:
-        digits = sum(ch.isdigit() for ch in str(clean))
+        digits = sum(map(str.isdigit, str(clean)))
         if not PHONE.match(str(clean)) or not PHONE_DIGITS[0] <= digits <= PHONE_DIGITS[1]:
             return RecordError(
                 "InvalidFormat", f"{name} is not a valid phone number", field=name

@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from datasync.api.models import ValueType
 from datasync.connector import FieldType
@@ -100,44 +100,42 @@ def fingerprint(canonical_value: str) -> str:
     return hashlib.sha256(canonical_value.encode()).hexdigest()[:20]
 
 
-class ValueMemo(Generic[R]):
-    """A pure function of one field value that remembers its results for repeated values
-    (a column of names, cities or stages repeats a lot). Bounded: it forgets everything
-    when full, and stops remembering for good when a full memo was hardly ever used (a
-    column of unique values, such as emails)."""
+def remembered(compute: Callable[[Any], R], limit: int = 4096) -> Callable[[Any], R]:
+    """`compute`, a pure function of one field value, remembering its results for repeated
+    values (a column of names, cities or stages repeats a lot). Bounded: it forgets
+    everything when full, and stops remembering for good when a full memo was hardly ever
+    used (a column of unique values, such as emails). A closure, not an object: it is
+    called for every value of every record."""
+    seen: dict[Any, R] = {}
+    get = seen.get
+    hits = 0
+    remember = True
 
-    __slots__ = ("_compute", "_hits", "_limit", "_remember", "_seen")
-
-    def __init__(self, compute: Callable[[Any], R], limit: int = 4096) -> None:
-        self._compute = compute
-        self._limit = limit
-        self._seen: dict[Any, R] = {}
-        self._hits = 0
-        self._remember = True
-
-    def __call__(self, value: Any) -> R:
-        if not self._remember:
-            return self._compute(value)
+    def call(value: Any) -> R:
+        nonlocal hits, remember
+        if not remember:
+            return compute(value)
         kind = type(value)
         if kind is str:
             key: Any = value  # the common case: no key tuple to build
         elif kind in _MEMO_TYPES:
             key = (kind, value)
         else:
-            return self._compute(value)
-        seen = self._seen
-        found = seen.get(key, _MISSING)
+            return compute(value)
+        found = get(key, _MISSING)
         if found is not _MISSING:
-            self._hits += 1
+            hits += 1
             return found  # type: ignore[return-value]
-        result = self._compute(value)
-        if len(seen) >= self._limit:
-            if self._hits < self._limit // 4:
-                self._remember = False
+        result = compute(value)
+        if len(seen) >= limit:
+            if hits < limit // 4:
+                remember = False
             seen.clear()
-            self._hits = 0
+            hits = 0
         seen[key] = result
         return result
+
+    return call
 
 
 def _to_string(value: Any) -> str:
