@@ -824,8 +824,11 @@ async def test_concurrency_limit_clears_within_the_retries(sandbox: SalesforceSa
         served = sandbox.requests_served
 
         async def lift_after_three_refusals() -> None:
+            # The sandbox counts a request as it arrives and refuses it without yielding,
+            # so checking on every loop turn lifts the limit right after the third
+            # refusal, before the connector's backoff can send the fourth request.
             while sandbox.requests_served - served < 3:  # noqa: ASYNC110 - no event to await
-                await asyncio.sleep(0.001)
+                await asyncio.sleep(0)
             sandbox.rate_limit = None
 
         lifting = asyncio.create_task(lift_after_three_refusals())
