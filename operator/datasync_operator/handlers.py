@@ -171,6 +171,12 @@ def settings(namespaces: tuple[str, ...]) -> kopf.OperatorSettings:
     configured.watching.client_timeout = 330
     configured.watching.connect_timeout = 30
     configured.watching.label_selectors["batch", "jobs"] = JOB_SELECTOR
+    # After its own patch Kopf waits this long for the patched version to come back through
+    # the watch before it judges the object again. With the default 5 s a watch lagging
+    # behind a busy API server (hundreds of connections applied at once) hands Kopf the
+    # connection as it was before its diff-base annotation, and Kopf runs the create
+    # handler a second time. New events wake the wait early, so a long one costs nothing.
+    configured.persistence.consistency_timeout = 120
     # The CRD is installed with the chart before the operator starts: no CRD watching,
     # so no cluster-wide read of CustomResourceDefinitions is needed.
     configured.scanning.disabled = True

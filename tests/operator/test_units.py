@@ -4,9 +4,11 @@ and the credentials check against real sandbox apps."""
 from __future__ import annotations
 
 import base64
+import ssl
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import certifi
 import pytest
 from datasync_connectors.hubspot.sandbox import HubSpotSandbox
 from datasync_connectors.salesforce.sandbox import SalesforceSandbox
@@ -318,3 +320,33 @@ def test_secret_values_are_parsed_strictly_and_never_echoed(raw: bytes) -> None:
         assert resolution.credentials["source"] == {"accessToken": text}
     else:  # an empty value is as missing as for `datasync sync`
         assert [p.reason for p in resolution.problems] == ["SecretKeyMissing"]
+
+
+async def test_checks_share_one_tls_context_and_a_bad_ca_bundle_is_invalid_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.delenv("DATASYNC_CA_BUNDLE", raising=False)
+    first = credentials.shared_tls_context()
+    assert credentials.shared_tls_context() is first  # built once, not per HTTP client
+    assert first.verify_mode == ssl.CERT_REQUIRED and first.check_hostname
+    missing = tmp_path / "no-such-bundle.pem"
+    monkeypatch.setenv("DATASYNC_CA_BUNDLE", str(missing))
+    monkeypatch.setenv("DATASYNC_ALLOW_SANDBOX_URLS", "true")
+    hubspot, salesforce = HubSpotSandbox(), SalesforceSandbox()
+    await hubspot.start()
+    try:
+        spec = _spec(hubspot, salesforce)
+        resolution = credentials.Resolution(
+            credentials={
+                "source": hubspot.credentials(AuthType.APP_PARAMETERS),
+                "destination": salesforce.credentials(AuthType.OAUTH),
+            }
+        )
+        problem = await credentials.check(spec, resolution, limit=10)
+        assert problem is not None and problem.reason == "InvalidSettings"
+        assert "DATASYNC_CA_BUNDLE" in problem.message and "spec.source" in problem.message
+        assert hubspot.requests_served == 0
+    finally:
+        await hubspot.stop()
+    monkeypatch.setenv("DATASYNC_CA_BUNDLE", certifi.where())
+    assert credentials.shared_tls_context() is not first  # the bundle setting changed
