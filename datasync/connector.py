@@ -105,7 +105,7 @@ class ListChanges:
 
     size: int  # how many members the list has now, as the app reports it
     joined: list[str]  # current members whose (latest) joining is at or after `since`
-    latest: datetime | None  # when the newest current member joined (None: the list is empty)
+    latest: datetime | None  # when the newest member joined (None: empty list, or not read)
     # The app's clock when it described the list, before the members were read (HTTP Date,
     # say): whoever joins later joins after it. None when the app did not say.
     as_of: datetime | None = None
@@ -275,9 +275,9 @@ class Connector(abc.ABC):
     async def list_changes(self, list_ref: str, since: datetime | None) -> ListChanges | None:
         """The list's size now and the members who joined it (or joined again after
         leaving) at or after `since`, from the app's feed of memberships ordered by when
-        they began; with `since=None`, no members, only the size and the latest joining
-        time. None (the default): the app has no such feed, and the engine pages through
-        the whole list every run (`iter_list_members`)."""
+        they began; with `since=None`, no members: only the size and where the feed stands
+        (`as_of`, or else `latest`). None (the default): the app has no such feed, and the
+        engine pages through the whole list every run (`iter_list_members`)."""
         return None
 
     @abc.abstractmethod

@@ -582,6 +582,9 @@ class HubSpotConnector(Connector):
         status_of_processing = found.get("processingStatus")
         if not isinstance(size, int) or status_of_processing not in (None, "COMPLETE"):
             return None
+        if since is None and as_of is not None:
+            # HubSpot's clock says where the join order stands: no membership to read.
+            return ListChanges(size=size, joined=[], latest=None, as_of=as_of)
         joined: list[str] = []
         latest: datetime | None = None
         before: str | None = str(size) if size else None

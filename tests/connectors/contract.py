@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
 import pytest
@@ -384,8 +384,8 @@ class ConnectorContract:
         assert members == set(ids[:3])
 
     async def test_list_changes_agree_with_the_members(self, harness: ConnectorHarness) -> None:
-        """A connector with a join-order feed reports the list's size and, from before
-        the last joining, who joined; one without it answers None (full reads)."""
+        """A connector with a join-order feed reports the list's size, where its feed
+        stands, and who joined since a time; one without it answers None (full reads)."""
         ids = await harness.seed([harness.make_record(3100 + i) for i in range(4)])
         list_ref = await harness.add_to_list("Contract Joins", ids[:3])
         if list_ref is None:
@@ -395,8 +395,11 @@ class ConnectorContract:
             start = await connector.list_changes(list_ref, None)
             if start is None:
                 return
-            assert start.latest is not None
-            since = await connector.list_changes(list_ref, start.latest)
+            everyone = await connector.list_changes(list_ref, datetime(2000, 1, 1, tzinfo=UTC))
+            nobody = await connector.list_changes(list_ref, datetime(2999, 1, 1, tzinfo=UTC))
         assert (start.size, start.joined) == (3, [])
-        assert since is not None and since.size == 3
-        assert set(since.joined) <= set(ids[:3]) and since.joined
+        assert start.as_of is not None or start.latest is not None
+        assert everyone is not None and everyone.size == 3
+        assert sorted(everyone.joined) == sorted(ids[:3])
+        assert nobody is not None and (nobody.size, nobody.joined) == (3, [])
+        assert nobody.latest is not None

@@ -20,6 +20,7 @@ from datasync.sandbox import Fault
 from tests.connectors.conftest import FAST_RETRY
 
 JOIN_ORDER = "/crm/v3/lists/{}/memberships/join-order"
+FUTURE = datetime(2999, 1, 1, tzinfo=UTC)  # as `since`: read where the join order stands
 
 
 @pytest.fixture
@@ -111,20 +112,24 @@ async def test_list_changes_reads_only_the_members_who_joined_since(
     hubspot_sandbox.add_to_list(list_id, ids[:400])
     async with connector(hubspot_sandbox) as hubspot:
         before = datetime.now(UTC).replace(microsecond=0)
+        calls = hubspot.api_calls
         start = await hubspot.list_changes("big", None)
-        assert start is not None and start.size == 400 and start.joined == []
-        assert start.latest is not None
-        # HubSpot's clock (the Date header, whole seconds) when it described the list.
+        assert start is not None and (start.size, start.joined, start.latest) == (400, [], None)
+        # HubSpot's clock (the Date header, whole seconds) when it described the list: no
+        # membership needs reading.
         assert start.as_of is not None and before <= start.as_of <= datetime.now(UTC)
+        assert hubspot.api_calls - calls == 1
+        newest = await hubspot.list_changes("big", FUTURE)  # one page, stopped at once
+        assert newest is not None and newest.joined == [] and newest.latest is not None
         calls = hubspot.api_calls
         hubspot_sandbox.add_to_list(list_id, ids[400:700])  # 300 join: two pages back
         hubspot_sandbox.remove_from_list(list_id, ids[:10])
-        changes = await hubspot.list_changes(list_id, start.latest + timedelta(milliseconds=1))
+        changes = await hubspot.list_changes(list_id, newest.latest + timedelta(milliseconds=1))
         paths = dict(hubspot_sandbox.path_counts)
     assert changes is not None
     assert changes.size == 690
     assert sorted(changes.joined) == sorted(ids[400:700])
-    assert changes.latest is not None and changes.latest > start.latest
+    assert changes.latest is not None and changes.latest > newest.latest
     assert hubspot.api_calls - calls == 3  # the list, then two join-order pages of 250
     assert not any(path.endswith("/memberships") for path in paths)
 
@@ -151,8 +156,8 @@ async def test_a_refused_offset_or_a_list_still_processing_means_read_the_whole_
     hubspot_sandbox.add_to_list(list_id, ids)
     hubspot_sandbox.inject(Fault("status", status=400, path_prefix=JOIN_ORDER.format(list_id)))
     async with connector(hubspot_sandbox) as hubspot:
-        refused = await hubspot.list_changes(list_id, None)
-        served = await hubspot.list_changes(list_id, None)
+        refused = await hubspot.list_changes(list_id, FUTURE)
+        served = await hubspot.list_changes(list_id, FUTURE)
         original = hubspot_sandbox.lists[list_id].to_json
 
         def processing() -> dict[str, Any]:
@@ -179,7 +184,7 @@ async def test_list_changes_and_size_agree_with_the_list(
     list_id = hubspot_sandbox.create_list("Property")
     hubspot_sandbox.add_to_list(list_id, ids[:4])
     async with connector(hubspot_sandbox) as hubspot:
-        start = await hubspot.list_changes(list_id, None)
+        start = await hubspot.list_changes(list_id, FUTURE)
         assert start is not None and start.latest is not None
         since = start.latest + timedelta(milliseconds=1)
         for join, index in steps:
