@@ -110,9 +110,9 @@ class PostgresConnector(Connector):
     # 1000 rows keep one statement's JSON parameter at a few hundred kB and its locks short,
     # while still amortizing the round trip; PostgreSQL itself has no row limit per statement.
     max_batch_size = 1000
-    # Rows per read_changed / list page: two write batches, so the engine can record one
-    # batch's pairs while the next is written.
-    page_size: int = 2000
+    # Rows per read_changed / list page: four write batches, so the engine records one
+    # batch's pairs while the next is written (only the last batch's wait is not hidden).
+    page_size: int = 4000
 
     def __init__(
         self,
@@ -357,18 +357,26 @@ class PostgresConnector(Connector):
             u=updated_at, i=id_column
         )
         params: dict[str, Any] = {"limit": self.page_size, "since": since}
-        query: sql.Composed = select + first_filter + order
-        while True:
-            rows = await self._query(query, params)
-            if not rows:
-                return
+        rows = await self._query(select + first_filter + order, params)
+        while rows:
             records = [self._record(table, columns, row) for row in rows]
-            last = rows[-1]
-            yield ReadPage(records=records, watermark=records[-1].modified_at)
-            if len(rows) < self.page_size:
+            upcoming: asyncio.Task[list[TupleRow]] | None = None
+            if len(rows) >= self.page_size:
+                last = rows[-1]
+                params = {"limit": self.page_size, "after_at": last[1], "after_id": last[0]}
+                # The next page is read while the caller works on this one (a read in its
+                # own transaction: the keyset order makes when it runs irrelevant).
+                upcoming = asyncio.ensure_future(self._query(select + next_filter + order, params))
+                upcoming.add_done_callback(_retrieve)
+            try:
+                yield ReadPage(records=records, watermark=records[-1].modified_at)
+            finally:
+                if upcoming is not None and not upcoming.done():
+                    # Closed early: let the read finish rather than cut the connection.
+                    await asyncio.wait([upcoming])
+            if upcoming is None:
                 return
-            query = select + next_filter + order
-            params = {"limit": self.page_size, "after_at": last[1], "after_id": last[0]}
+            rows = await upcoming
 
     async def read(
         self, object_type: str, ids: Sequence[str], fields: Sequence[str]
@@ -721,6 +729,13 @@ class _TableChecks:
 
 class _BatchMismatch(Exception):
     """The batch statement's result cannot be matched to its rows one to one."""
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a prefetch's outcome as seen: when the caller stops early, nobody awaits it
+    (its error, if any, is raised to whoever does)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _not_found(table: TableInfo, display: str) -> RecordError:
