@@ -24,7 +24,7 @@ from tests.operator.support import (
 pytestmark = pytest.mark.integration
 
 OWNED = ("serviceaccounts", "configmaps", "persistentvolumeclaims", "cronjobs")
-WATCHED = ("secrets", "datasyncconnections/status", *OWNED)
+WATCHED = ("secrets", "datasyncconnections/status", "events", *OWNED)
 
 
 def _operator_requests(plane: ControlPlane) -> Counter[tuple[str, str]]:
@@ -90,6 +90,10 @@ def test_each_secret_is_read_once_per_reconcile_and_owned_objects_at_most_once(
         assert created.get(f"POST {kind}") == 1, created
         assert f"GET {kind}" not in created, created
     assert "PUT cronjobs" not in created, created
+    assert created.get("POST events") == 1, created  # one `Created` Event lists them all
+    (event,) = [e for e in cluster.events("crm") if e.reason == "Created"]
+    for made in ("ServiceAccount crm-sync", "ConfigMap crm-connection", "CronJob crm-sync"):
+        assert made in event.message, event.message
 
     # A spec change: one reconcile that reads each owned object once and the Secret once.
     before = _settled(control_plane)
@@ -105,6 +109,7 @@ def test_each_secret_is_read_once_per_reconcile_and_owned_objects_at_most_once(
         assert changed.get(f"GET {kind}") == 1, changed
     assert changed.get("PUT cronjobs") == 1 and changed.get("PUT configmaps") == 1, changed
     assert "PUT serviceaccounts" not in changed, changed  # its hash did not change
+    assert changed.get("POST events") == 1, changed  # one `Updated` Event
     assert cluster.cron_job("crm-sync").spec.schedule == "7 * * * *"
 
     # A change of the Secret's metadata only: its data was read already, nothing happens.
