@@ -27,6 +27,9 @@ class SqliteStateStore(SqlStateStore):
             # random ids dirties about 4 MB of index pages, so the default checkpointed (and
             # synced to disk) at nearly every commit. Commits are as durable either way.
             self._conn.execute("PRAGMA wal_autocheckpoint=10000")
+        # 16 MB of page cache (the default is 2 MB): at a million pairs, most lookups and
+        # inserts into the pair indexes otherwise read their pages from the OS again.
+        self._conn.execute("PRAGMA cache_size=-16000")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self.migrate()
 
