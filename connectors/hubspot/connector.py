@@ -528,25 +528,9 @@ class HubSpotConnector(Connector):
         reference = list_ref.strip()
         if reference.isdigit():
             return reference
-        if reference in self._list_ids:
-            return self._list_ids[reference]
-        path = f"/crm/v3/lists/object-type-id/{CONTACT_OBJECT_TYPE_ID}/name/" + quote(
-            reference, safe=""
-        )
-        status, body = await self._read_json("GET", path)
-        if status == 404:
-            raise ConfigurationError(
-                f"HubSpot has no contact list named {reference!r}; check inclusionList.list "
-                "(a list id or the exact list name)",
-                field="inclusionList.list",
-            )
-        if status != 200 or not isinstance(body, dict):
-            raise self._fail(status, body, "looking up a list by name")
-        list_id = str((body.get("list") or {}).get("listId", ""))
-        if not list_id:
-            raise RetriableError("HubSpot answered a list lookup without a list id")
-        self._list_ids[reference] = list_id
-        return list_id
+        if reference not in self._list_ids:
+            await self._list_object(reference)  # remembers the id of a list named so
+        return self._list_ids[reference]
 
     async def iter_list_members(self, list_ref: str) -> AsyncIterator[list[str]]:
         list_id = await self._list_id(list_ref)
