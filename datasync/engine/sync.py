@@ -814,7 +814,7 @@ class _Run:
         steps, validator = plan
         fields = record.fields
         checked: dict[str, tuple[RecordError | None, Any]] = {}
-        prints: dict[str, str] = {}
+        prints = dict(self._created_blanks(target))
         get = fields.get
         for step in steps:
             printed, check = step.prepare(get(step.origin_field))
@@ -829,6 +829,26 @@ class _Run:
                 if mapping.field(target) == error.field:
                     prints.pop(mapping.key, None)
         return CreateWork(record, target, validated, prints)
+
+    def _created_blanks(self, target: Side) -> Mapping[str, str]:
+        """The fingerprints a record created on `target` starts with for the mappings that
+        only flow from `target` (nothing is sent for them, so the new record holds a blank):
+        what deciding the new pair would store (`fp_else` is the sending side's print), so
+        reading the new record back is an echo. Worked out once per run."""
+        made: dict[Side, Mapping[str, str]] | None = getattr(self, "_blank_prints", None)
+        if made is None:
+            made = {}
+            self._blank_prints = made
+        prints = made.get(target)
+        if prints is None:
+            prints = made[target] = MappingProxyType(
+                {
+                    mapping.key: fingerprint(canonical(None, self.kinds[mapping.key]))
+                    for mapping in self.mappings
+                    if not mapping.writes_to(target) and mapping.writes_to(other(target))
+                }
+            )
+        return prints
 
     # ------------------------------------------------------------------ writes
     async def write(

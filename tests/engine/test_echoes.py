@@ -3,6 +3,7 @@ or an edit that changed no mapped field) needs no counterpart fetch."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -114,3 +115,42 @@ async def test_counterparts_fetched_are_only_those_of_records_edited(
             assert world.a.get(a_ids[index]).get("company") == world.b.get(b_ids[index]).get(
                 "Company"
             )
+
+
+@pytest.mark.parametrize("direction", ["ToDestination", "ToSource"])
+async def test_records_the_sync_created_are_echoes_with_a_one_way_mapping(
+    direction: str,
+) -> None:
+    """A created record carries no value of a mapping that only flows towards the record it
+    was created from; its pair still has that mapping's fingerprint, so reading the created
+    record back (the overlap) fetches no counterpart, in either direction."""
+    world = World(
+        mappings={"fields": [{"source": "optout", "destination": "OptOut", "direction": direction}]}
+    )
+    for i in range(PEOPLE):
+        world.a.add(email=f"a{i}@example.com", lastname="L", optout=i % 2 == 0)
+        world.b.add(Email=f"b{i}@example.com", LastName="L", OptOut=i % 3 == 0)
+    first = await world.sync()
+    assert first.records.toSource.created == PEOPLE
+    assert first.records.toDestination.created == PEOPLE
+    world.a.read_ids.clear()
+    world.b.read_ids.clear()
+    writes = world.writes()
+
+    summary = await world.sync()
+
+    assert summary.records.toSource.read + summary.records.toDestination.read > 0
+    assert world.a.read_ids == [] and world.b.read_ids == []
+    assert world.writes() == writes
+    assert summary.health.inSync == 2 * PEOPLE
+    # A person's later edit of the one-way field on the created record still syncs.
+    (created_in_b,) = world.b.find("a1@example.com")
+    (created_in_a,) = world.a.find("b1@example.com")
+    if direction == "ToSource":
+        world.b.edit(created_in_b, OptOut=True)
+        await world.sync()
+        assert world.a.get(world.a.find("a1@example.com")[0])["optout"] is True
+    else:
+        world.a.edit(created_in_a, optout=True)
+        await world.sync()
+        assert world.b.get(world.b.find("b1@example.com")[0])["OptOut"] is True
