@@ -56,7 +56,7 @@ SEARCH_PAGE_SIZE = 200  # the search API's largest page
 SEARCH_WINDOW = 10_000  # a search returns at most this many results in total
 # read_changed hands the engine up to this many records a page (several searches): the
 # engine writes a page's changes in full batches, so small pages would cost extra calls.
-READ_PAGE_RECORDS = 2_000
+READ_PAGE_RECORDS = 10_000
 MEMBERSHIP_PAGE_SIZE = 250
 MODIFIED = "lastmodifieddate"
 OBJECT_ID = "hs_object_id"

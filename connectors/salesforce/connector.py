@@ -113,6 +113,7 @@ class _StandardFields(Mapping[str, Mapping[str, str]]):
 
 
 MAX_BATCH = 200  # sObject Collections: up to 200 records per call
+READ_PAGE_RECORDS = 10_000  # records handed to the engine per page (several query pages)
 # A URI plus headers may be 16,384 bytes; our headers take well under 1 KB, so 12,000
 # leaves ample room while letting a 200-value IN list of typical emails fit in one query.
 MAX_QUERY_URL = 12_000
@@ -450,11 +451,16 @@ class SalesforceConnector(Connector):
         sobject = self._object(object_type)
         where = f" WHERE SystemModstamp >= {soql.datetime_literal(since)}" if since else ""
         query = f"SELECT {_select_list(fields)} FROM {sobject}{where} ORDER BY SystemModstamp, Id"  # noqa: S608 - SOQL: API names validated, literals quoted
+        # Query pages (up to 2,000 rows) are handed on in pages of READ_PAGE_RECORDS: the
+        # engine writes each page in full batches, so fewer pages leave fewer partial ones.
+        records: list[Record] = []
         async for rows in self._query_pages(query):
-            records = [_record(row, fields) for row in rows]
-            if records:  # an empty result is no page at all
-                watermark = max(record.modified_at for record in records)
-                yield ReadPage(records=records, watermark=watermark)
+            records.extend(_record(row, fields) for row in rows)
+            if len(records) >= READ_PAGE_RECORDS:
+                yield ReadPage(records=records, watermark=max(r.modified_at for r in records))
+                records = []
+        if records:  # an empty result is no page at all
+            yield ReadPage(records=records, watermark=max(r.modified_at for r in records))
 
     async def read(
         self, object_type: str, ids: Sequence[str], fields: Sequence[str]

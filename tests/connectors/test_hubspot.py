@@ -91,7 +91,7 @@ def harness(
     allow_sandbox_urls: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> HubSpotHarness:
-    # A page per search (200) instead of up to 2,000 records, so the contract's few hundred
+    # A page per search (200) instead of up to 10,000 records, so the contract's few hundred
     # records span pages.
     monkeypatch.setattr(hubspot_connector, "READ_PAGE_RECORDS", hubspot_connector.SEARCH_PAGE_SIZE)
     return HubSpotHarness(hubspot_sandbox, AuthType(request.param))

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from datasync_connectors.salesforce import SalesforceConnector
+from datasync_connectors.salesforce import connector as salesforce_connector
 from datasync_connectors.salesforce.sandbox import SalesforceSandbox
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -108,9 +109,13 @@ async def sandbox() -> AsyncIterator[SalesforceSandbox]:
 
 
 @pytest.fixture(params=[AuthType.OAUTH, AuthType.APP_PARAMETERS], ids=["OAuth", "AppParameters"])
-async def harness(request: pytest.FixtureRequest, sandbox: SalesforceSandbox) -> SalesforceHarness:
-    # Salesforce's smallest query batch, so the contract's few hundred records span pages.
+async def harness(
+    request: pytest.FixtureRequest, sandbox: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
+) -> SalesforceHarness:
+    # Salesforce's smallest query batch, and a page per query batch (instead of up to
+    # 10,000 records), so the contract's few hundred records span pages.
     sandbox.query_batch_size = 200
+    monkeypatch.setattr(salesforce_connector, "READ_PAGE_RECORDS", sandbox.query_batch_size)
     return SalesforceHarness(sandbox, request.param)
 
 
@@ -286,20 +291,27 @@ async def test_faults_that_outlive_retries_are_retriable(
 # ---------------------------------------------------------------- Salesforce specifics
 
 
-async def test_next_records_url_paging(sandbox: SalesforceSandbox) -> None:
+async def test_next_records_url_paging(
+    sandbox: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sandbox.query_batch_size = 200
+    monkeypatch.setattr(salesforce_connector, "READ_PAGE_RECORDS", 400)
     ids = [sandbox.insert({"LastName": f"L{i}", "Email": f"p{i}@example.com"}) for i in range(450)]
     async with _oauth(sandbox) as connector:
         pages = await _read_all(connector)
-        assert [len(page.records) for page in pages] == [200, 200, 50]
+        # Query batches of 200 are handed on in pages of (at least) READ_PAGE_RECORDS.
+        assert [len(page.records) for page in pages] == [400, 50]
         assert [record.id for page in pages for record in page.records] == ids
         watermarks = [page.watermark for page in pages]
         assert watermarks == sorted(watermarks)  # type: ignore[type-var]
         assert connector.api_calls == 1 + 3  # one token, a query and two nextRecordsUrl
 
 
-async def test_records_changed_while_paging_are_not_missed(sandbox: SalesforceSandbox) -> None:
+async def test_records_changed_while_paging_are_not_missed(
+    sandbox: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sandbox.query_batch_size = 200
+    monkeypatch.setattr(salesforce_connector, "READ_PAGE_RECORDS", sandbox.query_batch_size)
     ids = [sandbox.insert({"LastName": f"L{i}"}) for i in range(450)]
     seen: list[str] = []
     last_watermark = None
@@ -318,8 +330,11 @@ async def test_records_changed_while_paging_are_not_missed(sandbox: SalesforceSa
         assert "new while paging" in again.values()
 
 
-async def test_expired_query_locator_is_retriable(sandbox: SalesforceSandbox) -> None:
+async def test_expired_query_locator_is_retriable(
+    sandbox: SalesforceSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sandbox.query_batch_size = 200
+    monkeypatch.setattr(salesforce_connector, "READ_PAGE_RECORDS", sandbox.query_batch_size)
     sandbox.load({"LastName": f"L{i}"} for i in range(250))
     sandbox.cursor_timeout = 0.0
     async with _oauth(sandbox) as connector:
