@@ -12,10 +12,12 @@ a transient reason. Failing records are read again by id and retried on every ru
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from types import MappingProxyType
@@ -68,7 +70,7 @@ from datasync.engine.values import (
     map_value,
     normalize_identity,
 )
-from datasync.state.base import ListCursor, Pair, StateStore
+from datasync.state.base import ChecksMark, ListCursor, Pair, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,18 @@ FULL_LIST_READ_EVERY = timedelta(hours=24)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Skips that are data problems worth showing in the samples (list/filter skips are not).
 SAMPLED_SKIPS = frozenset({"MissingIdentity", "DuplicateIdentity", "CounterpartDeleted"})
+# Failures the engine decides from the record, the spec and the target's schema alone,
+# before any write: the same record fails them the same way until one of those changes.
+LOCAL_CHECK_REASONS = frozenset(
+    {
+        "InvalidEmail",
+        "InvalidFormat",
+        "InvalidOption",
+        "ValueTooLong",
+        "ReadOnlyField",
+        "RequiredFieldMissing",
+    }
+)
 SIDES = (Side.SOURCE, Side.DESTINATION)
 
 T = TypeVar("T")
@@ -268,6 +282,7 @@ class _Run:
         self.kinds: dict[str, str] = {}
         self.chunk = 1
         self.list_refreshed: set[Side] = set()  # sides whose list the store mirrors now
+        self.checks_print = ""  # the spec and both schemas: see retry_failing
 
     # ------------------------------------------------------------------ setup
     async def execute(self) -> None:
@@ -292,6 +307,7 @@ class _Run:
             Side.SOURCE: await source.describe(self.object_type),
             Side.DESTINATION: await destination.describe(self.object_type),
         }
+        self.checks_print = _checks_fingerprint(self.spec, schemas)
         identity = identity_of(self.spec, source, destination)
         self.mappings = resolve_mappings(self.spec, source, destination)
         apps = {Side.SOURCE: self.spec.source.app, Side.DESTINATION: self.spec.destination.app}
@@ -348,11 +364,17 @@ class _Run:
         self.store.set_watermark(side, value)
 
     async def retry_failing(self, side: Side) -> None:
+        """Read the failing records of `side` again and sync them. A record that failed a
+        local check (LOCAL_CHECK_REASONS) under the spec and schemas of this run fails it
+        again until it changes, and a change is read as usual: it is not re-read."""
         end = self.ends[side]
+        settled_since = self._checks_settled_since(side)
         for ids in self.store.iter_failing(side, self.chunk):
             todo = [record_id for record_id in ids if record_id not in self.handled[side]]
             if not self.dry_run:
                 todo = self._failed_before_this_run(side, todo)
+            if settled_since is not None and todo:
+                todo = self._not_settled(side, todo, settled_since)
             if not todo:
                 continue
             try:
@@ -369,6 +391,42 @@ class _Run:
                 if not self.dry_run:
                     self.store.clear_health(side, missing)
             await self.process(side, records)
+
+    def _checks_settled_since(self, side: Side) -> datetime | None:
+        """Since when the local checks have been the ones of this run, if an earlier run
+        decided failures under them; else None, and this run is marked as the first."""
+        mark = self.store.get_checks_mark(side)
+        if mark is not None and mark.fingerprint == self.checks_print:
+            return mark.since
+        if not self.dry_run:
+            # Marked before the retries: a run cut short after this leaves the records it
+            # did not reach with an earlier last failure, so the next run retries them.
+            self.store.set_checks_mark(side, ChecksMark(self.checks_print, self.started))
+        return None
+
+    def _not_settled(self, side: Side, ids: list[str], since: datetime) -> list[str]:
+        """The ids to read again. The others failed a local check under these checks and
+        have not changed since: they are reported as failing again, as a retry would,
+        without reading them (their attempts and last failure stay as they were)."""
+        health = self.store.health_for(side, ids)
+        todo: list[str] = []
+        for record_id in ids:
+            found = health.get(record_id)
+            if (
+                found is None
+                or found.reason not in LOCAL_CHECK_REASONS
+                or found.last_failure_at is None
+                or found.last_failure_at < since
+            ):
+                todo.append(record_id)
+                continue
+            message = (
+                f"{found.reason}: the record has not changed since it last failed this check "
+                "(see its first failure); fix it in its app and it syncs on the next run"
+            )
+            self._record_failure(side, record_id, RecordError(found.reason, message), ())
+            self.report.counts(other(side)).failed += 1
+        return todo
 
     async def refresh_list(self, side: Side) -> None:
         """Mirror the inclusion list's members in the store, and sync the records that
@@ -1158,6 +1216,18 @@ def _sent_values(work: CreateWork) -> list[Any]:
     """The values to keep out of a create's failure messages: what was read, and what was
     sent (value maps and coercion change the text)."""
     return [*work.record.fields.values(), *work.validated.payload.values()]
+
+
+def _checks_fingerprint(spec: DataSyncConnectionSpec, schemas: Mapping[Side, ObjectSchema]) -> str:
+    """What local checks depend on besides the record: the spec and both apps' schemas."""
+    described = {
+        str(side): {
+            name: asdict(described_field) for name, described_field in schema.fields.items()
+        }
+        for side, schema in schemas.items()
+    }
+    text = json.dumps([spec.model_dump(mode="json"), described], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _complete(results: list[WriteResult], expected: int) -> list[WriteResult]:

@@ -57,6 +57,15 @@ class ListCursor:
 
 
 @dataclass(frozen=True)
+class ChecksMark:
+    """The local checks (the spec and both apps' schemas, as a fingerprint) that failures
+    are decided under now, and since when."""
+
+    fingerprint: str
+    since: datetime  # the start of the first run that decided failures under them
+
+
+@dataclass(frozen=True)
 class RecordHealth:
     side: Side
     record_id: str
@@ -152,6 +161,12 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def set_list_cursor(self, side: Side, cursor: ListCursor) -> None: ...
+
+    @abc.abstractmethod
+    def get_checks_mark(self, side: Side) -> ChecksMark | None: ...
+
+    @abc.abstractmethod
+    def set_checks_mark(self, side: Side, mark: ChecksMark) -> None: ...
 
     def iter_failing(self, side: Side, limit: int) -> Iterator[list[str]]:
         after: str | None = None

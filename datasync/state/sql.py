@@ -14,7 +14,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from datasync.api.models import Health, Side
-from datasync.state.base import HealthState, ListCursor, Pair, RecordHealth, StateStore
+from datasync.state.base import (
+    ChecksMark,
+    HealthState,
+    ListCursor,
+    Pair,
+    RecordHealth,
+    StateStore,
+)
 
 # Each migration is a list of statements; append new versions, never edit old ones.
 MIGRATIONS: list[tuple[int, list[str]]] = [
@@ -436,4 +443,25 @@ class SqlStateStore(StateStore):
             "INSERT INTO datasync_watermarks (connection, side, value) VALUES (?, ?, ?) "
             "ON CONFLICT (connection, side) DO UPDATE SET value = excluded.value",
             (self.connection, f"{side}/list", value),
+        )
+
+    # The checks mark lives there too, under "<side>/checks".
+    def get_checks_mark(self, side: Side) -> ChecksMark | None:
+        row = self._run(
+            "SELECT value FROM datasync_watermarks WHERE connection = ? AND side = ?",
+            (self.connection, f"{side}/checks"),
+        ).fetchone()
+        if not row:
+            return None
+        stored = json.loads(row[0])
+        since = _dt(stored["since"])
+        assert since is not None
+        return ChecksMark(str(stored["fingerprint"]), since)
+
+    def set_checks_mark(self, side: Side, mark: ChecksMark) -> None:
+        value = json.dumps({"fingerprint": mark.fingerprint, "since": _iso(mark.since)})
+        self._run(
+            "INSERT INTO datasync_watermarks (connection, side, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (connection, side) DO UPDATE SET value = excluded.value",
+            (self.connection, f"{side}/checks", value),
         )

@@ -202,3 +202,62 @@ async def test_one_way_failing_destination_writes_are_retried_without_edits() ->
     third = await world.sync()
     assert third.result == SyncResult.SUCCEEDED and third.health.failing == {}
     assert world.b.get(b_id)["Company"] == "A company name far longer than twenty"
+
+
+async def test_a_record_failing_a_local_check_is_not_reread_until_something_changes() -> None:
+    """A record that failed a local check (its value against the spec and the target's
+    schema) fails it again until the record, the spec or the schema changes: retries
+    report it without reading it; a schema change or an edit reads it again."""
+    world = World()
+    bad = world.a.add(email="not-an-email", firstname="Bad", lastname="Mail")
+    ok = world.a.add(email="ok@example.com", firstname="Ok", lastname="Mail")
+    assert (await world.sync()).health.failing == {"InvalidEmail": 1}
+    for n in range(4):  # move the source's watermark past the bad record and the overlap
+        world.a.edit(ok, company=f"C{n}")
+    await world.sync()
+    (before,) = world.store.health_for(World.a_side(), [bad]).values()
+    world.a.read_ids.clear()
+
+    quiet = await world.sync()
+
+    assert bad not in world.a.read_ids  # not read again ...
+    assert quiet.failures.byReason == {"InvalidEmail": 1}  # ... but still reported
+    assert quiet.failures.samples[0].recordId == bad
+    assert quiet.records.toDestination.failed == 1
+    assert quiet.health.failing == {"InvalidEmail": 1}
+    (after,) = world.store.health_for(World.a_side(), [bad]).values()
+    assert after == before  # attempts and last failure unchanged: nothing was tried
+
+    # The destination's schema changes (a longer Company): the check is tried again.
+    company = world.b.schema["Company"]
+    world.b.schema["Company"] = dataclasses.replace(company, max_length=40)
+    retried = await world.sync()
+    assert bad in world.a.read_ids
+    assert retried.health.failing == {"InvalidEmail": 1}
+    (again,) = world.store.health_for(World.a_side(), [bad]).values()
+    assert again.attempts == before.attempts + 1
+
+    world.a.read_ids.clear()
+    await world.sync()
+    assert bad not in world.a.read_ids  # settled again under the new schema
+
+    world.a.edit(bad, email="fixed@example.com")  # an edit is read as usual
+    fixed = await world.sync()
+    assert fixed.health.failing == {} and "fixed@example.com" in world.b.by_identity()
+
+
+async def test_a_spec_change_retries_records_that_failed_a_local_check() -> None:
+    world = World()
+    bad = world.a.add(email="not-an-email", firstname="Bad", lastname="Mail")
+    ok = world.a.add(email="ok@example.com", firstname="Ok", lastname="Mail")
+    await world.sync()
+    for n in range(4):
+        world.a.edit(ok, company=f"C{n}")
+    await world.sync()
+    world.a.read_ids.clear()
+    await world.sync()
+    assert bad not in world.a.read_ids
+
+    world.spec = world.spec.model_copy(update={"schedule": "*/5 * * * *"})
+    await world.sync()
+    assert bad in world.a.read_ids
