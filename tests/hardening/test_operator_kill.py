@@ -1,23 +1,22 @@
 """The operator SIGKILLed mid-reconcile, several times in a row, with many connections
 and changes made while it is down, then restarted against the real control plane: every
-connection ends Ready with exactly one of each object, and nothing keeps being rewritten."""
+connection ends Ready with exactly one of each object, no Job but those asked for, and
+nothing keeps being rewritten."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import pytest
+from datasync_operator import naming
 
-from tests.hardening.operator_chaos import (
-    all_settled,
-    assert_exactly_one_of_each,
-    connection_for,
-)
+from tests.hardening.operator_chaos import all_settled, assert_exactly_one_of_each
 from tests.operator.conftest import Apps
-from tests.operator.support import Cluster, wait_for
+from tests.operator.support import Cluster, connection, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +26,48 @@ KILLS = 4  # at least this many kills in a row
 MID_RECONCILE_KILLS = 2  # ... and at least this many landing before it had finished
 MAX_KILLS = 10  # a fast, idle machine may need a few more tries to land those
 
+# The controller-manager's CronJob controller runs for real: a schedule that comes due
+# while the test runs starts a Job, as it should. Hourly schedules ("<minute> * * * *")
+# did, whenever the wall clock passed one of their minutes mid-test. So every schedule
+# here is daily, at an hour twelve hours from now on the clock the controller-manager
+# reads (same host, same time zone; CronJobs without timeZone use its local time): none
+# can come due during the test, and any Job is one the operator made.
+QUIET_HOUR = (datetime.now().astimezone().hour + 12) % 24
+
+
+def quiet_schedule(minute: int, hour: int = QUIET_HOUR) -> str:
+    return f"{minute} {hour} * * *"
+
+
+def connection_at(apps: Apps, name: str, minute: int, **metadata: Any) -> dict[str, Any]:
+    body = connection(name, apps.source(), apps.destination(), schedule=quiet_schedule(minute))
+    body["metadata"].update(metadata)
+    return body
+
+
+def made_by(job: Any) -> str:
+    """Who made a Job, for a failure message: its owner and the CronJob controller's or the
+    operator's marks on it."""
+    owners = [f"{o.kind}/{o.name}" for o in job.metadata.owner_references or []]
+    marks = {
+        key: value
+        for key, value in (job.metadata.annotations or {}).items()
+        if key.startswith(("batch.kubernetes.io/", "cronjob.kubernetes.io/", "datasync.io/"))
+    }
+    return f"{job.metadata.name} owned by {owners}, {marks}"
+
+
+def requested_by(job: Any) -> str | None:
+    return (job.metadata.annotations or {}).get(naming.CONNECTION_LABEL)
+
+
+def _kill_while_it_works(operator: Any, started: Any, rng: random.Random) -> None:
+    # Kill it while it works: once it has written something, before it is done.
+    wait_for(started, 60, "the operator to start writing", interval=0.02)
+    time.sleep(rng.uniform(0.0, 0.02))
+    operator.process.kill()
+    operator.process.wait(timeout=30)
+
 
 def test_sigkill_mid_reconcile_many_times_then_restart(
     cluster: Cluster, apps: Apps, operator_factory: Any, tally: Counter[str]
@@ -35,7 +76,7 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
     cluster.create_secret("salesforce-auth", apps.salesforce_secret())
     names = [f"crm-{i:02d}" for i in range(FIRST_BATCH)]
     for number, name in enumerate(names):
-        cluster.create(connection_for(apps, name, number))
+        cluster.create(connection_at(apps, name, number))
     rng = random.Random(4)
     kills = 0
     pending = list(names)  # created or edited since the operator last ran
@@ -50,11 +91,7 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
             cron_jobs = cluster.batch.list_namespaced_cron_job(cluster.namespace).items
             return any(item.metadata.name[: -len("-sync")] in pending for item in cron_jobs)
 
-        # Kill it while it works: once it has written something, before it is done.
-        wait_for(started_on_pending, 60, "the operator to start writing", interval=0.02)
-        time.sleep(rng.uniform(0.0, 0.02))
-        operator.process.kill()
-        operator.process.wait(timeout=30)
+        _kill_while_it_works(operator, started_on_pending, rng)
         # Dead now: what it left is exactly what it had done when the kill landed.
         kills += 0 if all_settled(cluster, names) else 1
         # Changes made while it is down: new connections and an edited one.
@@ -63,9 +100,10 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
             name = f"late-{attempt}-{number}"
             names.append(name)
             pending.append(name)
-            cluster.create(connection_for(apps, name, 30 + number))
+            cluster.create(connection_at(apps, name, 30 + number))
         edited = rng.choice(names[:FIRST_BATCH])
-        cluster.patch(edited, {"spec": {"schedule": f"{rng.randrange(60)} 3 * * *"}})
+        schedule = quiet_schedule(rng.randrange(60), (QUIET_HOUR + 1) % 24)
+        cluster.patch(edited, {"spec": {"schedule": schedule}})
     assert kills >= MID_RECONCILE_KILLS, (
         f"only {kills} of {tries} kills came before the operator had finished"
     )
@@ -73,6 +111,8 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
 
     final = operator_factory(log_name="operator-final.log")
     wait_for(lambda: all_settled(cluster, names), 180, "every connection Ready", interval=0.5)
+    # Nothing asked for a run and no schedule came due: a Job here was made up.
+    assert [made_by(job) for job in cluster.jobs()] == []
     assert_exactly_one_of_each(cluster, names)
     # Settled means settled: nothing keeps being rewritten.
     time.sleep(2)
@@ -80,3 +120,73 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
     time.sleep(3)
     assert cluster.owned_versions() == before
     assert final.process.poll() is None
+
+
+SYNC_NOW_FIRST = 4
+SYNC_NOW_LATE = 3
+SYNC_NOW_KILLS = 5
+
+
+def test_sync_now_across_sigkills_starts_exactly_one_job_per_request(
+    cluster: Cluster, apps: Apps, operator_factory: Any, tally: Counter[str]
+) -> None:
+    """Each connection asks for one run (datasync.io/sync-now) once; the operator is
+    SIGKILLed while it starts them, again and again, and more requests arrive while it is
+    down. In the end every request has exactly one Job, named after it, and no other Job
+    exists: a kill between creating the Job and recording it in the status must not make
+    the next operator start the run a second time."""
+    cluster.create_secret("hubspot-auth", apps.hubspot_secret())
+    cluster.create_secret("salesforce-auth", apps.salesforce_secret())
+    triggers: dict[str, str] = {}
+
+    def request(name: str, minute: int) -> None:
+        triggers[name] = f"run-{name}-{minute}"
+        annotations = {naming.SYNC_NOW: triggers[name]}
+        cluster.create(connection_at(apps, name, minute, annotations=annotations))
+
+    for number in range(SYNC_NOW_FIRST):
+        request(f"now-{number}", number)
+    pending = list(triggers)  # requested since the operator last ran
+    rng = random.Random(7)
+    landed = 0  # kills that left a Job whose request the status does not show handled yet
+    for attempt in range(SYNC_NOW_KILLS):
+        operator = operator_factory(log_name=f"operator-now-{attempt}.log")
+
+        def started_a_job(pending: list[str] = pending) -> bool:
+            return any(requested_by(job) in pending for job in cluster.jobs())
+
+        _kill_while_it_works(operator, started_a_job, rng)
+        handled = {
+            name: (cluster.get(name).get("status") or {}).get("syncNowHandled") for name in triggers
+        }
+        started = {requested_by(job) for job in cluster.jobs()}
+        landed += sum(
+            1 for name, trigger in triggers.items() if name in started and handled[name] != trigger
+        )
+        pending = [f"now-late-{attempt}-{number}" for number in range(SYNC_NOW_LATE)]
+        for number, name in enumerate(pending):
+            request(name, 20 + number)
+    tally["operator_kills_between_job_and_status"] += landed
+
+    operator_factory(log_name="operator-now-final.log")
+
+    def all_handled() -> bool:
+        return all_settled(cluster, list(triggers)) and all(
+            (cluster.get(name).get("status") or {}).get("syncNowHandled") == trigger
+            for name, trigger in triggers.items()
+        )
+
+    wait_for(all_handled, 180, "every sync-now request handled", interval=0.5)
+    jobs = cluster.jobs()
+    runs = Counter(requested_by(job) for job in jobs)
+    assert runs == dict.fromkeys(triggers, 1), [made_by(job) for job in jobs]
+    expected = sorted(naming.sync_now_job_name(name, trigger) for name, trigger in triggers.items())
+    assert sorted(job.metadata.name for job in jobs) == expected, [made_by(job) for job in jobs]
+    for job in jobs:
+        (owner,) = job.metadata.owner_references
+        connection_name = requested_by(job)
+        assert connection_name in triggers, made_by(job)
+        cron = cluster.cron_job(naming.cronjob_name(connection_name))
+        assert (owner.kind, owner.uid) == ("CronJob", cron.metadata.uid), made_by(job)
+        assert job.metadata.annotations[naming.SYNC_NOW_VALUE] == triggers[connection_name]
+        assert job.metadata.annotations["cronjob.kubernetes.io/instantiate"] == "manual"
