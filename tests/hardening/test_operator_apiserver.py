@@ -13,14 +13,20 @@ from kubernetes.client.rest import ApiException
 
 from tests.cluster.controlplane import ControlPlane
 from tests.hardening.operator_chaos import (
+    QUIET_HOUR,
     all_settled,
     assert_exactly_one_of_each,
     connection_for,
+    quiet_schedule,
 )
 from tests.operator.conftest import Apps
 from tests.operator.support import GROUP, PLURAL, VERSION, Cluster, wait_for
 
 pytestmark = pytest.mark.integration
+
+# Schedules the tests move to: another hour that cannot come due during the test.
+QUIET_7 = quiet_schedule(7, (QUIET_HOUR + 1) % 24)
+QUIET_8 = quiet_schedule(8, (QUIET_HOUR + 1) % 24)
 
 
 def test_api_server_restart_and_expired_watches(
@@ -44,11 +50,11 @@ def test_api_server_restart_and_expired_watches(
     # 1. The API server goes away for a while and comes back.
     control_plane.restart_apiserver(down_for=1.0)
     tally["apiserver_restarts"] += 1
-    cluster.patch(names[0], {"spec": {"schedule": "7 7 * * *"}})
+    cluster.patch(names[0], {"spec": {"schedule": QUIET_7}})
     names.append("after-restart")
     cluster.create(connection_for(apps, "after-restart", 44))
     wait_for(lambda: all_settled(cluster, names), 120, "the operator to follow after a restart")
-    assert cluster.cron_job(f"{names[0]}-sync").spec.schedule == "7 7 * * *"
+    assert cluster.cron_job(f"{names[0]}-sync").spec.schedule == QUIET_7
 
     # 2. Its watch streams expire: history compacted past what it has seen, then the API
     # server restarts (its watch cache rebuilt), so resuming gets 410 Gone.
@@ -75,13 +81,13 @@ def test_api_server_restart_and_expired_watches(
     assert gone.value.status == 410, "resuming an old watch must be refused as expired"
     tally["watch_410_forced"] += 1
 
-    cluster.patch(names[1], {"spec": {"schedule": "8 8 * * *"}})
+    cluster.patch(names[1], {"spec": {"schedule": QUIET_8}})
     names.append("after-410")
     cluster.create(connection_for(apps, "after-410", 45))
     cluster.delete("crm-2")
     names.remove("crm-2")
     wait_for(lambda: all_settled(cluster, names), 120, "the operator to follow after 410")
-    assert cluster.cron_job(f"{names[1]}-sync").spec.schedule == "8 8 * * *"
+    assert cluster.cron_job(f"{names[1]}-sync").spec.schedule == QUIET_8
 
     def collected() -> bool:
         objects = [

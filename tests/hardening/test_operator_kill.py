@@ -8,15 +8,21 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
 import pytest
 from datasync_operator import naming
 
-from tests.hardening.operator_chaos import all_settled, assert_exactly_one_of_each
+from tests.hardening.operator_chaos import (
+    QUIET_HOUR,
+    all_settled,
+    assert_exactly_one_of_each,
+    connection_for,
+    made_by,
+    quiet_schedule,
+)
 from tests.operator.conftest import Apps
-from tests.operator.support import Cluster, connection, wait_for
+from tests.operator.support import Cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,36 +31,6 @@ LATE_PER_KILL = 10
 KILLS = 4  # at least this many kills in a row
 MID_RECONCILE_KILLS = 2  # ... and at least this many landing before it had finished
 MAX_KILLS = 10  # a fast, idle machine may need a few more tries to land those
-
-# The controller-manager's CronJob controller runs for real: a schedule that comes due
-# while the test runs starts a Job, as it should. Hourly schedules ("<minute> * * * *")
-# did, whenever the wall clock passed one of their minutes mid-test. So every schedule
-# here is daily, at an hour twelve hours from now on the clock the controller-manager
-# reads (same host, same time zone; CronJobs without timeZone use its local time): none
-# can come due during the test, and any Job is one the operator made.
-QUIET_HOUR = (datetime.now().astimezone().hour + 12) % 24
-
-
-def quiet_schedule(minute: int, hour: int = QUIET_HOUR) -> str:
-    return f"{minute} {hour} * * *"
-
-
-def connection_at(apps: Apps, name: str, minute: int, **metadata: Any) -> dict[str, Any]:
-    body = connection(name, apps.source(), apps.destination(), schedule=quiet_schedule(minute))
-    body["metadata"].update(metadata)
-    return body
-
-
-def made_by(job: Any) -> str:
-    """Who made a Job, for a failure message: its owner and the CronJob controller's or the
-    operator's marks on it."""
-    owners = [f"{o.kind}/{o.name}" for o in job.metadata.owner_references or []]
-    marks = {
-        key: value
-        for key, value in (job.metadata.annotations or {}).items()
-        if key.startswith(("batch.kubernetes.io/", "cronjob.kubernetes.io/", "datasync.io/"))
-    }
-    return f"{job.metadata.name} owned by {owners}, {marks}"
 
 
 def requested_by(job: Any) -> str | None:
@@ -76,7 +52,7 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
     cluster.create_secret("salesforce-auth", apps.salesforce_secret())
     names = [f"crm-{i:02d}" for i in range(FIRST_BATCH)]
     for number, name in enumerate(names):
-        cluster.create(connection_at(apps, name, number))
+        cluster.create(connection_for(apps, name, number))
     rng = random.Random(4)
     kills = 0
     pending = list(names)  # created or edited since the operator last ran
@@ -100,7 +76,7 @@ def test_sigkill_mid_reconcile_many_times_then_restart(
             name = f"late-{attempt}-{number}"
             names.append(name)
             pending.append(name)
-            cluster.create(connection_at(apps, name, 30 + number))
+            cluster.create(connection_for(apps, name, 30 + number))
         edited = rng.choice(names[:FIRST_BATCH])
         schedule = quiet_schedule(rng.randrange(60), (QUIET_HOUR + 1) % 24)
         cluster.patch(edited, {"spec": {"schedule": schedule}})
@@ -142,7 +118,7 @@ def test_sync_now_across_sigkills_starts_exactly_one_job_per_request(
     def request(name: str, minute: int) -> None:
         triggers[name] = f"run-{name}-{minute}"
         annotations = {naming.SYNC_NOW: triggers[name]}
-        cluster.create(connection_at(apps, name, minute, annotations=annotations))
+        cluster.create(connection_for(apps, name, minute, annotations=annotations))
 
     for number in range(SYNC_NOW_FIRST):
         request(f"now-{number}", number)
