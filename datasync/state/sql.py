@@ -418,50 +418,49 @@ class SqlStateStore(StateStore):
         ).fetchone()
         return int(row[0]) if row else 0
 
-    # The list cursor lives in the watermarks table under "<side>/list": no schema change.
-    def get_list_cursor(self, side: Side) -> ListCursor | None:
+    # Run markers (the list cursor, the checks mark) live in the watermarks table as JSON,
+    # under "<side>/<name>": no schema change.
+    def _marker(self, side: Side, name: str) -> dict[str, Any] | None:
         row = self._run(
             "SELECT value FROM datasync_watermarks WHERE connection = ? AND side = ?",
-            (self.connection, f"{side}/list"),
+            (self.connection, f"{side}/{name}"),
         ).fetchone()
-        if not row:
+        return dict(json.loads(row[0])) if row else None
+
+    def _set_marker(self, side: Side, name: str, value: Mapping[str, Any]) -> None:
+        self._run(
+            "INSERT INTO datasync_watermarks (connection, side, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (connection, side) DO UPDATE SET value = excluded.value",
+            (self.connection, f"{side}/{name}", json.dumps(value)),
+        )
+
+    def get_list_cursor(self, side: Side) -> ListCursor | None:
+        stored = self._marker(side, "list")
+        if stored is None:
             return None
-        stored = json.loads(row[0])
         joined_at, full_read_at = _dt(stored["joinedAt"]), _dt(stored["fullReadAt"])
         assert joined_at is not None and full_read_at is not None
         return ListCursor(str(stored["list"]), joined_at, full_read_at)
 
     def set_list_cursor(self, side: Side, cursor: ListCursor) -> None:
-        value = json.dumps(
+        self._set_marker(
+            side,
+            "list",
             {
                 "list": cursor.list_ref,
                 "joinedAt": _iso(cursor.joined_at),
                 "fullReadAt": _iso(cursor.full_read_at),
-            }
-        )
-        self._run(
-            "INSERT INTO datasync_watermarks (connection, side, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (connection, side) DO UPDATE SET value = excluded.value",
-            (self.connection, f"{side}/list", value),
+            },
         )
 
-    # The checks mark lives there too, under "<side>/checks".
     def get_checks_mark(self, side: Side) -> ChecksMark | None:
-        row = self._run(
-            "SELECT value FROM datasync_watermarks WHERE connection = ? AND side = ?",
-            (self.connection, f"{side}/checks"),
-        ).fetchone()
-        if not row:
+        stored = self._marker(side, "checks")
+        if stored is None:
             return None
-        stored = json.loads(row[0])
         since = _dt(stored["since"])
         assert since is not None
         return ChecksMark(str(stored["fingerprint"]), since)
 
     def set_checks_mark(self, side: Side, mark: ChecksMark) -> None:
-        value = json.dumps({"fingerprint": mark.fingerprint, "since": _iso(mark.since)})
-        self._run(
-            "INSERT INTO datasync_watermarks (connection, side, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (connection, side) DO UPDATE SET value = excluded.value",
-            (self.connection, f"{side}/checks", value),
-        )
+        value = {"fingerprint": mark.fingerprint, "since": _iso(mark.since)}
+        self._set_marker(side, "checks", value)
