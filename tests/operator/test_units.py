@@ -271,19 +271,25 @@ async def test_hosts_outside_the_allow_list_are_invalid_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DATASYNC_ALLOW_SANDBOX_URLS", "false")
+    problem, _served = await _check_against_sandboxes()
+    assert problem is not None and problem.reason == "InvalidSettings"
+    assert "spec.source" in problem.message
+
+
+async def _check_against_sandboxes() -> tuple[credentials.Problem | None, int]:
+    """The credentials check of a HubSpot -> Salesforce spec, and the requests HubSpot
+    served meanwhile (Salesforce is never started: the check must stop before it)."""
     hubspot, salesforce = HubSpotSandbox(), SalesforceSandbox()
     await hubspot.start()
     try:
-        spec = _spec(hubspot, salesforce)
         resolution = credentials.Resolution(
             credentials={
                 "source": hubspot.credentials(AuthType.APP_PARAMETERS),
                 "destination": salesforce.credentials(AuthType.OAUTH),
             }
         )
-        problem = await credentials.check(spec, resolution, limit=10)
-        assert problem is not None and problem.reason == "InvalidSettings"
-        assert "spec.source" in problem.message
+        problem = await credentials.check(_spec(hubspot, salesforce), resolution, limit=10)
+        return problem, hubspot.requests_served
     finally:
         await hubspot.stop()
 
@@ -332,21 +338,9 @@ async def test_checks_share_one_tls_context_and_a_bad_ca_bundle_is_invalid_setti
     missing = tmp_path / "no-such-bundle.pem"
     monkeypatch.setenv("DATASYNC_CA_BUNDLE", str(missing))
     monkeypatch.setenv("DATASYNC_ALLOW_SANDBOX_URLS", "true")
-    hubspot, salesforce = HubSpotSandbox(), SalesforceSandbox()
-    await hubspot.start()
-    try:
-        spec = _spec(hubspot, salesforce)
-        resolution = credentials.Resolution(
-            credentials={
-                "source": hubspot.credentials(AuthType.APP_PARAMETERS),
-                "destination": salesforce.credentials(AuthType.OAUTH),
-            }
-        )
-        problem = await credentials.check(spec, resolution, limit=10)
-        assert problem is not None and problem.reason == "InvalidSettings"
-        assert "DATASYNC_CA_BUNDLE" in problem.message and "spec.source" in problem.message
-        assert hubspot.requests_served == 0
-    finally:
-        await hubspot.stop()
+    problem, served = await _check_against_sandboxes()
+    assert problem is not None and problem.reason == "InvalidSettings"
+    assert "DATASYNC_CA_BUNDLE" in problem.message and "spec.source" in problem.message
+    assert served == 0
     monkeypatch.setenv("DATASYNC_CA_BUNDLE", certifi.where())
     assert credentials.shared_tls_context() is not first  # the bundle setting changed
