@@ -130,10 +130,11 @@ class HostPolicy:
 
     def check(self, url: str, setting: str = "baseUrl") -> None:
         if not self.permits(url):
-            host = urlsplit(url).hostname or url
-            if urlsplit(url).scheme != "https" and not self.allow_local:
+            parts = urlsplit(url)  # only scheme and host are named: a URL may hold a password
+            host, scheme = parts.hostname or "(no host)", parts.scheme
+            if scheme != "https" and not self.allow_local:
                 raise ConfigurationError(
-                    f"{url.split('?')[0]!r} is not https: plain http is only for sandbox apps "
+                    f"{scheme}://{host} is not https: plain http is only for sandbox apps "
                     f"and needs {ALLOW_LOCAL_ENV}=true (chart value operator.allowSandboxUrls)",
                     field=setting,
                 )

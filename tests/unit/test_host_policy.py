@@ -42,3 +42,18 @@ def test_hosts_outside_the_list_are_refused_naming_the_setting() -> None:
         HostPolicy(allowed=OFFICIAL).check("https://evil.example.com/", setting="loginUrl")
     assert caught.value.field == "loginUrl"
     assert "not allowed" in str(caught.value)
+
+
+def test_a_refused_url_names_scheme_and_host_only() -> None:
+    """A URL may carry a password (user:password@host) or a token in its query: the
+    refusal names the scheme and host, never the rest."""
+    policy = HostPolicy(allowed=("api.hubapi.com",), allow_local=False)
+    for url in (
+        "http://user:s3cr3t-pw@api.hubapi.com/path?token=t0ken-value",
+        "https://user:s3cr3t-pw@internal.example/path?token=t0ken-value",
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            policy.check(url)
+        message = str(caught.value)
+        assert "s3cr3t-pw" not in message and "t0ken-value" not in message
+        assert "api.hubapi.com" in message or "internal.example" in message
