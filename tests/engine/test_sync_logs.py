@@ -21,6 +21,7 @@ from datasync_connectors.salesforce.sandbox import SalesforceSandbox
 
 from datasync.cli import cli
 from datasync.http import ALLOW_LOCAL_ENV
+from tests.hardening.apps import connection as crm_connection
 
 T = TypeVar("T")
 
@@ -72,25 +73,7 @@ def test_no_email_in_logs_at_info(
     # Half in both apps (matched by a lookup query), the rest in one app each.
     hubspot.load({"email": email, "lastname": "Hub"} for email in emails[:9])
     salesforce.load({"Email": email, "LastName": "Force"} for email in emails[3:])
-    connection = {
-        "apiVersion": "datasync.io/v1alpha1",
-        "kind": "DataSyncConnection",
-        "metadata": {"name": "crm", "namespace": "sales"},
-        "spec": {
-            "direction": "TwoWay",
-            "schedule": "*/15 * * * *",
-            "source": {
-                "app": "hubspot",
-                "auth": {"type": "OAuth", "secretRef": {"name": "hubspot"}},
-                "settings": hubspot.connector_settings(),
-            },
-            "destination": {
-                "app": "salesforce",
-                "auth": {"type": "OAuth", "secretRef": {"name": "salesforce"}},
-                "settings": salesforce.connector_settings(),
-            },
-        },
-    }
+    connection = crm_connection(hubspot, salesforce)
     connection_file = tmp_path / "crm.yaml"
     connection_file.write_text(yaml.safe_dump(connection))
     secrets_file = tmp_path / "secrets.yaml"

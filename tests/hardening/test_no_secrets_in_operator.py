@@ -19,8 +19,8 @@ from kubernetes import client
 
 from tests.cluster.podrunner import PodRunner
 from tests.hardening.sentinels import Sentinels, leaks
-from tests.operator.conftest import Apps
-from tests.operator.support import BackgroundLoop, Cluster, connection, secret, wait_for
+from tests.operator.conftest import Apps, serving
+from tests.operator.support import Cluster, connection, secret, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pod_runner")]
 
@@ -32,21 +32,14 @@ def marks() -> Sentinels:
 
 @pytest.fixture
 def sentinel_apps(marks: Sentinels) -> Iterator[Apps]:
-    loop = BackgroundLoop()
     hubspot = HubSpotSandbox(
         private_app_token=marks.secret(),
         client_secret=marks.secret(),
         refresh_token=marks.secret(),
     )
     salesforce = SalesforceSandbox(client_secret=marks.secret(), refresh_token=marks.secret())
-    loop.run(hubspot.start())
-    loop.run(salesforce.start())
-    try:
-        yield Apps(hubspot, salesforce)
-    finally:
-        loop.run(hubspot.stop())
-        loop.run(salesforce.stop())
-        loop.close()
+    with serving(hubspot, salesforce) as served:
+        yield served
 
 
 def _everything(cluster: Cluster, name: str, operator: Any, runner: PodRunner) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,10 @@ class Apps:
         return self.salesforce.credentials(AuthType.OAUTH)
 
 
-@pytest.fixture
-def apps() -> Iterator[Apps]:
+@contextmanager
+def serving(hubspot: HubSpotSandbox, salesforce: SalesforceSandbox) -> Iterator[Apps]:
+    """Both sandboxes served from a background loop for as long as the block runs."""
     loop = BackgroundLoop()
-    hubspot, salesforce = HubSpotSandbox(), SalesforceSandbox()
     loop.run(hubspot.start())
     loop.run(salesforce.start())
     try:
@@ -56,6 +57,12 @@ def apps() -> Iterator[Apps]:
         loop.run(hubspot.stop())
         loop.run(salesforce.stop())
         loop.close()
+
+
+@pytest.fixture
+def apps() -> Iterator[Apps]:
+    with serving(HubSpotSandbox(), SalesforceSandbox()) as served:
+        yield served
 
 
 @pytest.fixture

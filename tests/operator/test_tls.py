@@ -13,8 +13,8 @@ from datasync_connectors.salesforce.sandbox import SalesforceSandbox
 
 from tests.cluster.podrunner import PodRunner
 from tests.fixtures.private_ca import PrivateCA, make_private_ca
-from tests.operator.conftest import Apps
-from tests.operator.support import BackgroundLoop, Cluster, OperatorProcess, connection, wait_for
+from tests.operator.conftest import Apps, serving
+from tests.operator.support import Cluster, OperatorProcess, connection, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +34,9 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> PrivateCA:
 @pytest.fixture
 def tls_apps(private_ca: PrivateCA) -> Iterator[Apps]:
     """HubSpot served over https with a certificate of the private CA; Salesforce over http."""
-    loop = BackgroundLoop()
     hubspot = HubSpotSandbox(ssl_context=private_ca.server_context())
-    salesforce = SalesforceSandbox()
-    loop.run(hubspot.start())
-    loop.run(salesforce.start())
-    try:
-        yield Apps(hubspot, salesforce)
-    finally:
-        loop.run(hubspot.stop())
-        loop.run(salesforce.stop())
-        loop.close()
+    with serving(hubspot, SalesforceSandbox()) as served:
+        yield served
 
 
 def _source(apps: Apps, key: str = "ca.crt") -> dict[str, object]:
