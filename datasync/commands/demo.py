@@ -118,7 +118,7 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
                 "The first run matched contacts by email (ignoring case), created the rest on "
                 "the other side, and let the system of record (Salesforce) decide where "
                 "the two apps disagreed. Failing records keep their sample ids above; they "
-                "are retried on every run until fixed in the app.\n"
+                "are reported on every run and sync once fixed in the app.\n"
             )
 
             say("[bold]Run 2: the next scheduled run, nothing edited in between[/bold]")
@@ -160,9 +160,10 @@ async def _demo(size: str, keep: bool, output: str, console: Console) -> None:
                     style="red",
                 )
             say(
-                "Run 3 read only what changed since run 2 (plus the failing records, which are "
-                "retried on every run until fixed in the app) and made a fraction of run 1's "
-                "API calls: the cost of a sync follows the changes, not the size of the apps.\n"
+                "Run 3 read only what changed since run 2 (failing records are reported, and "
+                "read again only once they or the apps' schemas change) and made a fraction of "
+                "run 1's API calls: the cost of a sync follows the changes, not the size of "
+                "the apps.\n"
             )
             seconds = time.monotonic() - started
             if text:

@@ -6,7 +6,8 @@ looked up by identity), every mapped field is decided (who wins, or nothing to d
 validated against the target's schema, and written in the largest batches the app takes.
 Pairs, fingerprints and health are committed per batch, and a side's watermark advances
 only past pages whose records are all committed, and never past a record that failed for
-a transient reason. Failing records are read again by id and retried on every run.
+a transient reason. Failing records are read again by id and retried on every run,
+except those that failed a local check under the same spec and schemas (retry_failing).
 """
 
 from __future__ import annotations
