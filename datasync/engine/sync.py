@@ -29,6 +29,7 @@ from datasync.api.models import (
     DataSyncConnectionSpec,
     Filter,
     FilterOperator,
+    Health,
     Side,
     SyncResult,
     SyncSummary,
@@ -71,7 +72,7 @@ from datasync.engine.values import (
     map_value,
     normalize_identity,
 )
-from datasync.state.base import ChecksMark, ListCursor, Pair, StateStore
+from datasync.state.base import ChecksMark, ListCursor, Pair, StateStore, StateStoreError
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,8 @@ async def run_sync(
         error = scrub(f"{exc} (the app is unavailable; the next run will try again)")
     except ConnectorError as exc:
         error = scrub(str(exc)) or type(exc).__name__
+    except StateStoreError as exc:
+        error = scrub(str(exc))
     except Exception as exc:
         # A bug (ours or a connector's): fail the run, keep values out of the message.
         log.debug("unexpected error during the sync", exc_info=True)
@@ -232,6 +235,11 @@ async def run_sync(
         )
     finally:
         run.progress.finished()
+    try:
+        health = store.health()
+    except StateStoreError as exc:
+        error = error or scrub(str(exc))
+        health = Health()  # unknown: the store cannot be read
     report = run.report
     if error is not None:
         result = SyncResult.FAILED
@@ -248,7 +256,7 @@ async def run_sync(
         records=report.records,
         skipped=dict(sorted(report.skipped.items())),
         failures=report.failures(),
-        health=store.health(),
+        health=health,
         apiCalls={"source": source.api_calls, "destination": destination.api_calls},
         error=error[:1024] if error else None,
     )

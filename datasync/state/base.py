@@ -25,7 +25,7 @@ from datasync.api.models import Health, Side
 
 
 class StateStoreError(RuntimeError):
-    """The state store URL is invalid or the store cannot be opened."""
+    """The state store cannot be opened or used; the message says what to fix."""
 
 
 class HealthState(StrEnum):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -27,12 +28,26 @@ class PostgresStateStore(SqlStateStore):
             ) from exc
         self.migrate()
 
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        """A lost server, a full disk or a shutdown as StateStoreError. The message names
+        the error class and SQLSTATE only: the server's text may quote values."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            state = f", SQLSTATE {exc.sqlstate}" if exc.sqlstate else ""
+            raise StateStoreError(
+                f"the PostgreSQL state store cannot be used ({type(exc).__name__}{state}): "
+                "check the server is up and has disk space; what was committed before is "
+                "kept and the next run resumes from there"
+            ) from exc
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
-        cursor = self._conn.execute(sql.replace("?", "%s"), tuple(params))
-        return cursor
+        with self._translated():
+            return self._conn.execute(sql.replace("?", "%s"), tuple(params))
 
     def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._conn.cursor() as cursor:
+        with self._translated(), self._conn.cursor() as cursor:
             cursor.executemany(sql.replace("?", "%s"), [tuple(row) for row in rows])
 
     def _lock_for_migration(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -139,7 +139,10 @@ class SqlStateStore(StateStore):
             yield
         except BaseException:
             self._depth = 0
-            self._run("ROLLBACK")
+            # SQLite may have rolled back already (a full disk, say): the error that got
+            # here is the one to report, not "no transaction is active".
+            with suppress(Exception):
+                self._run("ROLLBACK")
             raise
         self._depth = 0
         self._run("COMMIT")

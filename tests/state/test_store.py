@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from datasync.api.models import Side
+from datasync.api.models import Side, SyncResult
 from datasync.state import HealthState, Pair, StateStore, StateStoreError, open_store
 from datasync.state.sql import SCHEMA_VERSION
 from tests.engine.world import World
@@ -168,3 +168,78 @@ def test_postgres_schema_is_versioned(postgres_dsn: str) -> None:
     with psycopg.connect(postgres_dsn) as conn:
         rows = conn.execute("SELECT version FROM datasync_schema ORDER BY version").fetchall()
     assert [r[0] for r in rows] == list(range(1, SCHEMA_VERSION + 1))
+
+
+def _limit_pages(store: StateStore, pages: int) -> None:
+    """SQLite's own size cap: past it, writes fail with SQLITE_FULL as on a full volume."""
+    store._execute(f"PRAGMA max_page_count={pages}")  # type: ignore[attr-defined]
+
+
+def test_a_full_sqlite_volume_says_to_raise_the_claim_and_keeps_what_was_committed(
+    tmp_path: Path,
+) -> None:
+    with open_store(f"sqlite://{tmp_path}/state.sqlite3", "ns/one") as store:
+        kept = [Pair(f"s{i}", f"d{i}", {"email": f"print{i}"}) for i in range(10)]
+        store.save_pairs(kept)
+        current = store._execute("PRAGMA page_count").fetchone()[0]  # type: ignore[attr-defined]
+        _limit_pages(store, current + 2)
+        secret = "someone@example.com"
+        with pytest.raises(StateStoreError) as raised:
+            store.save_pairs([Pair(f"n{i}", f"m{i}", {"email": secret * 20}) for i in range(2000)])
+        message = str(raised.value)
+        assert "full" in message and "spec.state.size" in message
+        assert secret not in message and "INSERT" not in message
+        # The failed batch left nothing behind; the committed pairs are intact.
+        assert store.count_pairs() == 10
+        assert store.pairs_for(Side.SOURCE, ["s3"])["s3"].destination_id == "d3"
+        _limit_pages(store, 1_000_000)
+        store.save_pairs([Pair("n0", "m0", {})])
+        assert store.count_pairs() == 11
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StateStoreError, match="not a SQLite database"):
+        open_store(f"sqlite://{path}", "ns/one")
+
+
+async def test_a_run_that_fills_the_state_volume_fails_clearly_and_the_next_run_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    store = open_store(f"sqlite://{tmp_path}/state.sqlite3", "test/connection")
+    world = World(store=store, max_batch_size=10, page_size=10)
+    for i in range(300):
+        world.a.add(email=f"p{i}@example.com", firstname=f"F{i}", lastname=f"L{i}")
+    current = store._execute("PRAGMA page_count").fetchone()[0]  # type: ignore[attr-defined]
+    _limit_pages(store, current + 6)
+
+    failed = await world.sync()
+
+    assert failed.result == SyncResult.FAILED
+    assert failed.error is not None
+    assert "spec.state.size" in failed.error and "bug" not in failed.error
+    assert "@example.com" not in failed.error
+    assert 0 < store.count_pairs() < 300  # it stopped part way
+
+    _limit_pages(store, 1_000_000)
+    recovered = await world.sync()
+
+    assert recovered.result == SyncResult.SUCCEEDED, recovered.failures
+    assert store.count_pairs() == 300
+    # Records created before the volume filled were matched by identity, not created twice.
+    emails = [world.b.get(record_id)["Email"] for record_id in world.b.records]
+    assert len(emails) == len(set(emails)) == 300
+
+
+def test_a_lost_postgres_state_store_is_a_clear_error_without_the_dsn(postgres_dsn: str) -> None:
+    with open_store(postgres_dsn, "ns/one") as store:
+        pid = store._execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[attr-defined]
+        with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StateStoreError) as raised:
+            store.count_pairs()
+    message = str(raised.value)
+    assert "PostgreSQL state store" in message and "SQLSTATE" in message
+    password = psycopg.conninfo.conninfo_to_dict(postgres_dsn).get("password")
+    assert password and str(password) not in message and postgres_dsn not in message
