@@ -13,6 +13,7 @@ from datasync.state.sql import SqlStateStore, _Cursor
 
 # Any constant: serializes schema migrations of datasync processes sharing a database.
 _MIGRATION_LOCK = 7_346_021_118
+_DISK_FULL = "53100"
 
 
 class PostgresStateStore(SqlStateStore):
@@ -36,8 +37,10 @@ class PostgresStateStore(SqlStateStore):
             yield
         except psycopg.OperationalError as exc:
             state = f", SQLSTATE {exc.sqlstate}" if exc.sqlstate else ""
+            reason = "StateStoreFull" if exc.sqlstate == _DISK_FULL else "StateStoreUnavailable"
             raise StateStoreError(
-                f"the PostgreSQL state store cannot be used ({type(exc).__name__}{state}): "
+                f"{reason}: the PostgreSQL state store cannot be used "
+                f"({type(exc).__name__}{state}): "
                 "check the server is up and has disk space; what was committed before is "
                 "kept and the next run resumes from there"
             ) from exc

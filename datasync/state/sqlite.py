@@ -11,18 +11,42 @@ from typing import Any
 from datasync.state.base import StateStoreError
 from datasync.state.sql import SqlStateStore, _Cursor
 
-# What an SRE can do about each kind of SQLite failure (by its primary result code).
+# What an SRE can do about each kind of SQLite failure (by its primary result code). The
+# reason leads the message, so the operator's Synced condition and its run-failure metric
+# carry it (StateStoreFull is worth its own alert).
+_UNAVAILABLE = "StateStoreUnavailable"
 _ADVICE = {
-    "SQLITE_FULL": "its volume is full: raise spec.state.size (about 1 kB per synced record) "
-    "or keep the state in PostgreSQL",
-    "SQLITE_READONLY": "it is read-only: the sync needs to write to the state volume",
-    "SQLITE_BUSY": "another process holds it locked: is another sync of this connection running?",
-    "SQLITE_LOCKED": "another process holds it locked: is another sync of this connection running?",
-    "SQLITE_CORRUPT": "the file is damaged: restore the volume from a backup, or delete the "
-    "file to let the next run match records again by identity",
-    "SQLITE_NOTADB": "the file is not a SQLite database: point the state at a new file",
-    "SQLITE_IOERR": "the volume reported an I/O error: check the node's disk and the claim",
-    "SQLITE_CANTOPEN": "the file cannot be opened: check the volume is mounted and writable",
+    "SQLITE_FULL": (
+        "StateStoreFull",
+        "its volume is full: raise spec.state.size (about 1 kB per synced record) or keep the "
+        "state in PostgreSQL",
+    ),
+    "SQLITE_READONLY": (_UNAVAILABLE, "it is read-only: the sync needs to write to it"),
+    "SQLITE_BUSY": (
+        _UNAVAILABLE,
+        "another process holds it locked: is another sync of this connection running?",
+    ),
+    "SQLITE_LOCKED": (
+        _UNAVAILABLE,
+        "another process holds it locked: is another sync of this connection running?",
+    ),
+    "SQLITE_CORRUPT": (
+        _UNAVAILABLE,
+        "the file is damaged: restore the volume from a backup, or delete the file to let the "
+        "next run match records again by identity",
+    ),
+    "SQLITE_NOTADB": (
+        _UNAVAILABLE,
+        "the file is not a SQLite database: point the state at a new file",
+    ),
+    "SQLITE_IOERR": (
+        _UNAVAILABLE,
+        "the volume reported an I/O error: check the node's disk and the claim",
+    ),
+    "SQLITE_CANTOPEN": (
+        _UNAVAILABLE,
+        "the file cannot be opened: check the volume is mounted and writable",
+    ),
 }
 
 
@@ -60,12 +84,13 @@ class SqliteStateStore(SqlStateStore):
         except sqlite3.DatabaseError as exc:
             # Extended names (SQLITE_IOERR_WRITE) share their primary code's advice.
             primary = "_".join(str(getattr(exc, "sqlite_errorname", "")).split("_")[:2])
-            advice = _ADVICE.get(primary)
-            if advice is None:
+            known = _ADVICE.get(primary)
+            if known is None:
                 raise
+            reason, advice = known
             raise StateStoreError(
-                f"the state store {self._path} cannot be used: {advice}; what was committed "
-                "before is kept and the next run resumes from there"
+                f"{reason}: the state store {self._path} cannot be used: {advice}; what was "
+                "committed before is kept and the next run resumes from there"
             ) from exc
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:

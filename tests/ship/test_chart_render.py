@@ -31,6 +31,7 @@ ALERTS = {
     "DatasyncSyncFailing",
     "DatasyncSyncStale",
     "DatasyncCredentialsInvalid",
+    "DatasyncStateStoreFull",
     "DatasyncOperatorDown",
 }
 
@@ -276,7 +277,7 @@ def metric_names(expression: str) -> set[str]:
     return set(re.findall(r"\bdatasync_[a-z_]+\b", expression))
 
 
-def test_prometheus_rule_has_the_four_alerts_on_contract_metrics(full_docs: Docs) -> None:
+def test_prometheus_rule_has_the_five_alerts_on_contract_metrics(full_docs: Docs) -> None:
     rule = one(full_docs, "PrometheusRule")
     (group,) = rule["spec"]["groups"]
     alerts = {r["alert"]: r for r in group["rules"]}
@@ -290,6 +291,7 @@ def test_prometheus_rule_has_the_four_alerts_on_contract_metrics(full_docs: Docs
     assert "> 5 * datasync_schedule_interval_seconds" in stale
     assert "time() - datasync_sync_last_success_timestamp_seconds" in stale
     assert 'result="Failed"' in alerts["DatasyncSyncFailing"]["expr"]
+    assert 'reason="StateStoreFull"' in alerts["DatasyncStateStoreFull"]["expr"]
     assert (
         alerts["DatasyncCredentialsInvalid"]["expr"].strip()
         == "datasync_connection_credentials_valid == 0"

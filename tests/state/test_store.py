@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from datasync_operator import runs
 
 from datasync.api.models import Side, SyncResult
 from datasync.state import HealthState, Pair, StateStore, StateStoreError, open_store
@@ -187,7 +188,7 @@ def test_a_full_sqlite_volume_says_to_raise_the_claim_and_keeps_what_was_committ
         with pytest.raises(StateStoreError) as raised:
             store.save_pairs([Pair(f"n{i}", f"m{i}", {"email": secret * 20}) for i in range(2000)])
         message = str(raised.value)
-        assert "full" in message and "spec.state.size" in message
+        assert message.startswith("StateStoreFull: ") and "spec.state.size" in message
         assert secret not in message and "INSERT" not in message
         # The failed batch left nothing behind; the committed pairs are intact.
         assert store.count_pairs() == 10
@@ -219,6 +220,8 @@ async def test_a_run_that_fills_the_state_volume_fails_clearly_and_the_next_run_
     assert failed.result == SyncResult.FAILED
     assert failed.error is not None
     assert "spec.state.size" in failed.error and "bug" not in failed.error
+    # The reason leads the error: the operator's Synced condition and metric label carry it.
+    assert runs.failure_reason(failed) == "StateStoreFull"
     assert "@example.com" not in failed.error
     assert 0 < store.count_pairs() < 300  # it stopped part way
 
@@ -240,6 +243,6 @@ def test_a_lost_postgres_state_store_is_a_clear_error_without_the_dsn(postgres_d
         with pytest.raises(StateStoreError) as raised:
             store.count_pairs()
     message = str(raised.value)
-    assert "PostgreSQL state store" in message and "SQLSTATE" in message
+    assert message.startswith("StateStoreUnavailable: ") and "SQLSTATE" in message
     password = psycopg.conninfo.conninfo_to_dict(postgres_dsn).get("password")
     assert password and str(password) not in message and postgres_dsn not in message
