@@ -206,6 +206,10 @@ class Connector(abc.ABC):
     # True when the constructor takes `tls_context=` (an ssl.SSLContext built from
     # spec.<side>.tls.caBundle) for its HTTP client; see datasync.tls.
     accepts_ca_bundle: ClassVar[bool] = False
+    # True when `create` is an upsert on the identity field: creating the same record again
+    # changes the existing one and never makes a second. The engine may then commit its
+    # state less often (see docs/engine.md, "Commits").
+    creates_are_upserts: ClassVar[bool] = False
 
     def __init__(
         self,

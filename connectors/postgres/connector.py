@@ -110,6 +110,8 @@ class PostgresConnector(Connector):
     # 1000 rows keep one statement's JSON parameter at a few hundred kB and its locks short,
     # while still amortizing the round trip; PostgreSQL itself has no row limit per statement.
     max_batch_size = 1000
+    # INSERT ... ON CONFLICT (identity) DO UPDATE: see statements.upsert.
+    creates_are_upserts = True
     # Rows per read_changed / list page: four write batches, so the engine records one
     # batch's pairs while the next is written (only the last batch's wait is not hidden).
     page_size: int = 4000

@@ -205,6 +205,7 @@ def _run(
                     f"named {ref!r}"
                 )
             secrets[side] = manifests[ref]
+    commit_seconds = _commit_seconds()
     url = _state_url(state_url, state_dsn_file, spec, manifests, name)
     connectors = {
         side: _build_connector(
@@ -228,10 +229,31 @@ def _run(
                 dry_run,
                 progress,
                 job_name,
+                commit_seconds,
             )
         )
     finally:
         store.close()
+
+
+COMMIT_SECONDS_ENV = "DATASYNC_COMMIT_SECONDS"
+
+
+def _commit_seconds() -> float:
+    """The engine's grouped-commit interval, from the environment when set (docs/engine.md,
+    "Commits")."""
+    from datasync.engine.sync import GROUPED_COMMIT_SECONDS
+
+    raw = os.environ.get(COMMIT_SECONDS_ENV)
+    if raw is None or not raw.strip():
+        return GROUPED_COMMIT_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise SetupError(f"{COMMIT_SECONDS_ENV} must be a number of seconds from 0 to 3600")
+    return seconds
 
 
 async def _sync(
@@ -242,12 +264,20 @@ async def _sync(
     dry_run: bool,
     progress: Any,
     job_name: str | None,
+    commit_seconds: float,
 ) -> SyncSummary:
     from datasync.engine import run_sync
 
     async with source, destination:
         return await run_sync(
-            spec, source, destination, store, dry_run=dry_run, progress=progress, job=job_name
+            spec,
+            source,
+            destination,
+            store,
+            dry_run=dry_run,
+            progress=progress,
+            job=job_name,
+            commit_seconds=commit_seconds,
         )
 
 

@@ -4,9 +4,10 @@ A run reads each writing side's changes since its watermark, page by page. Each 
 page is matched to counterparts (pairs from the state store, read back by id; new records
 looked up by identity), every mapped field is decided (who wins, or nothing to do),
 validated against the target's schema, and written in the largest batches the app takes.
-Pairs, fingerprints and health are committed per batch, and a side's watermark advances
-only past pages whose records are all committed, and never past a record that failed for
-a transient reason. Failing records are read again by id and retried on every run,
+Pairs, fingerprints and health are committed per batch (in groups of a few seconds when
+every app written to upserts on create, see _Run.commit_interval), and a side's watermark
+advances only past pages whose records are all committed, and never past a record that
+failed for a transient reason. Failing records are read again by id and retried on every run,
 except those that failed a local check under the same spec and schemas (retry_failing).
 """
 
@@ -99,6 +100,8 @@ LOCAL_CHECK_REASONS = frozenset(
     }
 )
 SIDES = (Side.SOURCE, Side.DESTINATION)
+# How long state writes may share a transaction when every app written to upserts on create.
+GROUPED_COMMIT_SECONDS = 5.0
 
 T = TypeVar("T")
 
@@ -210,10 +213,14 @@ async def run_sync(
     progress: Progress | None = None,
     job: str | None = None,
     overlap: timedelta = OVERLAP,
+    commit_seconds: float = GROUPED_COMMIT_SECONDS,
 ) -> SyncSummary:
     """Run one sync. Per-record problems are reported, never raised; a fatal error ends
-    the run with result Failed and `error` saying what to fix."""
+    the run with result Failed and `error` saying what to fix. `commit_seconds`: how long
+    state writes may wait for their commit when every app written to upserts on create
+    (see _Run.commit_interval)."""
     run = _Run(spec, source, destination, store, dry_run, progress or NoProgress(), overlap)
+    run.commit_seconds = commit_seconds
     started = datetime.now(UTC)
     error: str | None = None
     try:
@@ -292,19 +299,35 @@ class _Run:
         self.chunk = 1
         self.list_refreshed: set[Side] = set()  # sides whose list the store mirrors now
         self.checks_print = ""  # the spec and both schemas: see retry_failing
+        self.commit_seconds = GROUPED_COMMIT_SECONDS
 
     # ------------------------------------------------------------------ setup
     async def execute(self) -> None:
         await self.prepare()
-        for side in SIDES:
-            if self.leaves(side) and self.ends[side].list_ref is not None:
-                await self.refresh_list(side)
-        for side in SIDES:
-            if self.leaves(side):
-                await self.sync_side(side)
-            else:
-                # Nothing leaves this side (OneWay), but writes into it may be failing.
-                await self.retry_failing(side)
+        with self.store.grouped_commits(self.commit_interval()):
+            for side in SIDES:
+                if self.leaves(side) and self.ends[side].list_ref is not None:
+                    await self.refresh_list(side)
+            for side in SIDES:
+                if self.leaves(side):
+                    await self.sync_side(side)
+                else:
+                    # Nothing leaves this side (OneWay), but writes into it may be failing.
+                    await self.retry_failing(side)
+
+    def commit_interval(self) -> float:
+        """How long the state's writes may wait for their commit. Each batch's pairs are
+        committed as soon as they are written, so a crash cannot lose the pair of a record
+        the app created: the next run would look for it by identity, and an app whose
+        search lags could miss it and create it twice. Apps whose creates are upserts on
+        the identity cannot, so when only such apps are written to, the state commits
+        every `commit_seconds` (5 by default): far fewer commits of the same index pages
+        at a million records (docs/benchmarks.md). A crash then loses up to that much
+        state, redone by the next run from the watermark committed with it."""
+        targets = [self.ends[other(side)].connector for side in SIDES if self.leaves(side)]
+        if targets and all(connector.creates_are_upserts for connector in targets):
+            return self.commit_seconds
+        return 0.0
 
     def leaves(self, side: Side) -> bool:
         """Whether records of `side` write anything to the other side."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -85,6 +85,13 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def batch(self) -> AbstractContextManager[None]:
         """Group the calls inside into one transaction, committed at the end."""
+
+    def grouped_commits(self, seconds: float) -> AbstractContextManager[None]:
+        """Inside: a batch may leave its transaction open for the next batches, committed
+        once it is `seconds` old (checked as each batch ends) and when the block ends.
+        A failed batch rolls back the whole open group. Stores that cannot group commit
+        every batch, as outside."""
+        return nullcontext()
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -8,6 +8,7 @@ placeholder style and connection handling differ. The schema is versioned in
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -103,6 +104,8 @@ class SqlStateStore(StateStore):
     def __init__(self, connection: str) -> None:
         self.connection = connection
         self._depth = 0
+        self._group_seconds = 0.0
+        self._open_since: float | None = None  # when the open transaction began
 
     # ------------------------------------------------------------ driver hooks
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> _Cursor:
@@ -133,19 +136,39 @@ class SqlStateStore(StateStore):
             finally:
                 self._depth -= 1
             return
-        self._run("BEGIN")
+        if self._open_since is None:
+            self._run("BEGIN")
+            self._open_since = time.monotonic()
         self._depth = 1
         try:
             yield
         except BaseException:
             self._depth = 0
+            self._open_since = None
             # SQLite may have rolled back already (a full disk, say): the error that got
             # here is the one to report, not "no transaction is active".
             with suppress(Exception):
                 self._run("ROLLBACK")
             raise
         self._depth = 0
+        if time.monotonic() - self._open_since >= self._group_seconds:
+            self._commit()
+
+    def _commit(self) -> None:
+        self._open_since = None
         self._run("COMMIT")
+
+    @contextmanager
+    def grouped_commits(self, seconds: float) -> Iterator[None]:
+        self._group_seconds = seconds
+        try:
+            yield
+        finally:
+            self._group_seconds = 0.0
+            # Only whole batches are in an open group (a failed one rolled it back), so
+            # they are committed however the block ends.
+            if self._open_since is not None and not self._depth:
+                self._commit()
 
     def migrate(self) -> None:
         with self.batch():

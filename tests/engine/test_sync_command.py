@@ -245,3 +245,25 @@ def test_default_state_lives_under_xdg_state_home(postgres_dsn: str, tmp_path: P
     assert result.exit_code == 0, result.output
     assert "dry run" in result.output
     assert (state_home / "datasync" / "crm.sqlite3").is_file()
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan", "86400"])
+def test_a_bad_commit_interval_names_the_variable(tmp_path: Path, value: str) -> None:
+    secrets = _write(
+        tmp_path / "secrets.yaml",
+        _secret("crm-a", dsn="postgresql://u:pw@127.0.0.1:1/x"),
+        _secret("crm-b", dsn="postgresql://u:pw@127.0.0.1:1/y"),
+    )
+    connection = _write(tmp_path / "connection.yaml", _connection())
+    result = _invoke(
+        "-f",
+        str(connection),
+        "--secrets",
+        str(secrets),
+        "--state",
+        f"sqlite://{tmp_path}/state.sqlite3",
+        env={"DATASYNC_COMMIT_SECONDS": value},
+    )
+    assert result.exit_code == 1
+    assert "DATASYNC_COMMIT_SECONDS must be a number of seconds from 0 to 3600" in result.output
+    assert "Traceback" not in result.output

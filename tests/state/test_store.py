@@ -246,3 +246,31 @@ def test_a_lost_postgres_state_store_is_a_clear_error_without_the_dsn(postgres_d
     assert message.startswith("StateStoreUnavailable: ") and "SQLSTATE" in message
     password = psycopg.conninfo.conninfo_to_dict(postgres_dsn).get("password")
     assert password and str(password) not in message and postgres_dsn not in message
+
+
+def test_grouped_commits_hold_batches_until_due_or_the_end(store_url: str) -> None:
+    with open_store(store_url, "ns/one") as writer, open_store(store_url, "ns/one") as reader:
+        writer.save_pairs([Pair("s0", "d0", {})])
+        assert reader.count_pairs() == 1  # outside a group, each batch commits
+        with writer.grouped_commits(3600):
+            writer.save_pairs([Pair("s1", "d1", {})])
+            writer.set_watermark(Side.SOURCE, T0)
+            assert writer.count_pairs() == 2  # the writer reads its own open group
+            assert reader.count_pairs() == 1 and reader.get_watermark(Side.SOURCE) is None
+        assert reader.count_pairs() == 2 and reader.get_watermark(Side.SOURCE) == T0
+        with writer.grouped_commits(0):
+            writer.save_pairs([Pair("s2", "d2", {})])
+            assert reader.count_pairs() == 3  # due at once
+
+
+def test_a_failed_batch_rolls_back_its_whole_group(store_url: str) -> None:
+    with open_store(store_url, "ns/one") as store:
+        with store.grouped_commits(3600):
+            store.save_pairs([Pair("s1", "d1", {})])
+            with pytest.raises(RuntimeError), store.batch():
+                store.save_pairs([Pair("s2", "d2", {})])
+                raise RuntimeError("the batch fails")
+            store.save_pairs([Pair("s3", "d3", {})])
+        # s1 went with the failed batch (the next run redoes it from the watermark that
+        # was rolled back with it); s3 began a new group.
+        assert set(store.pairs_for(Side.SOURCE, ["s1", "s2", "s3"])) == {"s3"}
