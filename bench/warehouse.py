@@ -16,7 +16,7 @@ import psycopg
 
 from bench.common import REPO_ROOT, SyncRun, run_sync, secret_doc, write_yaml
 from datasync.demo.sample import COMPANIES, FIRST_NAMES, LAST_NAMES, PLACES, TITLES
-from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.postgres import PostgresServer, load_connection
 
 SINGER_VENV = REPO_ROOT / "bench" / ".venv-singer"
 SINGER_TARGET = SINGER_VENV / "bin" / "target-postgres"
@@ -133,34 +133,13 @@ class Warehouse:
         destination_dsn, _ = self.database()
         run_dir = self.workdir / label
         run_dir.mkdir()
-        connection = {
-            "apiVersion": "datasync.io/v1alpha1",
-            "kind": "DataSyncConnection",
-            "metadata": {"name": f"bench-{label}", "namespace": "bench"},
-            "spec": {
-                "objectType": "contacts",
-                "direction": "OneWay",
-                "schedule": "0 * * * *",
-                "source": {
-                    "app": "postgres",
-                    "auth": {"type": "AppParameters", "secretRef": {"name": "source-pg"}},
-                    "settings": {"table": "contacts"},
-                },
-                "destination": {
-                    "app": "postgres",
-                    "auth": {"type": "AppParameters", "secretRef": {"name": "warehouse-pg"}},
-                    "settings": {"table": "contacts", "createTable": "true"},
-                },
-                "identity": {"source": "email", "destination": "email"},
-                "mappings": {"defaults": True},
-            },
-        }
+        connection = load_connection(f"bench-{label}", "bench")
         connection_file = write_yaml(run_dir / "connection.yaml", [connection])
         secrets_file = write_yaml(
             run_dir / "secrets.yaml",
             [
-                secret_doc("source-pg", {"dsn": source_dsn}, "bench"),
-                secret_doc("warehouse-pg", {"dsn": destination_dsn}, "bench"),
+                secret_doc("source", {"dsn": source_dsn}, "bench"),
+                secret_doc("destination", {"dsn": destination_dsn}, "bench"),
             ],
         )
         state = f"sqlite:///{(run_dir / 'state.sqlite3').resolve()}"

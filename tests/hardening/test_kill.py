@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from datasync_connectors.salesforce.sandbox import SalesforceSandbox
 
 from datasync.http import ALLOW_LOCAL_ENV
 from tests.hardening import apps
+from tests.hardening.kills import sigkill_after
 from tests.hardening.loop import LoopThread, loop_thread
 
 RECORDS_PER_SIDE = 1200
@@ -157,15 +157,8 @@ def test_sigkill_at_random_points_then_rerun_equals_an_uninterrupted_run(
         rng = random.Random(1128)
         kills = 0
         for _ in range(KILLS):
-            process = killed.start_sync()
             # Anywhere from import time to the end of a full run: many land mid-write.
-            time.sleep(rng.uniform(0.2, full_run))
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                kills += 1
-            process.wait(timeout=60)
-            assert process.stdout is not None
-            process.stdout.close()
+            kills += sigkill_after(killed.start_sync(), rng.uniform(0.2, full_run))
         tally["runs_killed"] += kills
         assert kills >= KILLS // 2, f"only {kills} runs were still going when killed"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,7 +26,8 @@ import yaml
 
 from datasync.commands.sync import COMMIT_SECONDS_ENV
 from datasync.http import ALLOW_LOCAL_ENV
-from tests.fixtures.postgres import PostgresServer
+from tests.fixtures.postgres import PostgresServer, load_connection
+from tests.hardening.kills import sigkill_after
 
 RECORDS = 50_000
 # Kill until this many runs died with part of the load committed (at most KILLS tries).
@@ -46,36 +46,14 @@ def _seed(dsn: str) -> None:
         )
         with (
             db.cursor() as cursor,
-            cursor.copy("COPY contacts (email, first_name, last_name) FROM STDIN") as copy,
+            cursor.copy("COPY contacts (email, first_name, last_name, city) FROM STDIN") as copy,
         ):
             for i in range(RECORDS):
-                copy.write_row((f"person{i}@example.com", f"First{i}", f"Last{i}"))
+                copy.write_row((f"person{i}@example.com", f"First{i}", f"Last{i}", f"C{i % 50}"))
 
 
 def _write_files(workdir: Path, source: str, destination: str) -> None:
-    secret = "AppParameters"
-    connection = {
-        "apiVersion": "datasync.io/v1alpha1",
-        "kind": "DataSyncConnection",
-        "metadata": {"name": "load", "namespace": "kill"},
-        "spec": {
-            "objectType": "contacts",
-            "direction": "OneWay",
-            "schedule": "0 * * * *",
-            "source": {
-                "app": "postgres",
-                "auth": {"type": secret, "secretRef": {"name": "source"}},
-                "settings": {"table": "contacts"},
-            },
-            "destination": {
-                "app": "postgres",
-                "auth": {"type": secret, "secretRef": {"name": "destination"}},
-                "settings": {"table": "contacts", "createTable": "true"},
-            },
-            "identity": {"source": "email", "destination": "email"},
-            "mappings": {"defaults": True},
-        },
-    }
+    connection = load_connection("load", "kill")
     (workdir / "connection.yaml").write_text(yaml.safe_dump(connection))
     secrets = [
         {
@@ -151,18 +129,12 @@ def test_sigkill_during_a_load_into_postgres_loses_and_duplicates_nothing(
     rng = random.Random(2811)
     kills = partial = 0
     for _ in range(KILLS):
-        process = _start(tmp_path / "killed")
         # Mid-load: the state commits once a second, so most kills land between a commit
         # and the next, with records in the destination the store does not know.
-        time.sleep(rng.uniform(0.5, 1.0) * full_run)
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            kills += 1
-        process.wait(timeout=60)
-        assert process.stdout is not None
-        process.stdout.close()
+        killed = sigkill_after(_start(tmp_path / "killed"), rng.uniform(0.5, 1.0) * full_run)
+        kills += killed
         paired = _pair_count(tmp_path / "killed")
-        if process.returncode == -signal.SIGKILL and 0 < paired < RECORDS:
+        if killed and 0 < paired < RECORDS:
             partial += 1
             if partial == PARTIAL_KILLS:
                 break
