@@ -73,7 +73,14 @@ from datasync.engine.values import (
     map_value,
     normalize_identity,
 )
-from datasync.state.base import ChecksMark, ListCursor, Pair, StateStore, StateStoreError
+from datasync.state.base import (
+    ChecksMark,
+    ListCursor,
+    Pair,
+    RecordHealth,
+    StateStore,
+    StateStoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +226,16 @@ async def run_sync(
     the run with result Failed and `error` saying what to fix. `commit_seconds`: how long
     state writes may wait for their commit when every app written to upserts on create
     (see _Run.commit_interval)."""
-    run = _Run(spec, source, destination, store, dry_run, progress or NoProgress(), overlap)
-    run.commit_seconds = commit_seconds
+    run = _Run(
+        spec,
+        source,
+        destination,
+        store,
+        dry_run,
+        progress or NoProgress(),
+        overlap,
+        commit_seconds,
+    )
     started = datetime.now(UTC)
     error: str | None = None
     try:
@@ -279,6 +294,7 @@ class _Run:
         dry_run: bool,
         progress: Progress,
         overlap: timedelta,
+        commit_seconds: float,
     ) -> None:
         self.spec = spec
         self.object_type = str(spec.objectType)
@@ -299,7 +315,10 @@ class _Run:
         self.chunk = 1
         self.list_refreshed: set[Side] = set()  # sides whose list the store mirrors now
         self.checks_print = ""  # the spec and both schemas: see retry_failing
-        self.commit_seconds = GROUPED_COMMIT_SECONDS
+        self.commit_seconds = commit_seconds
+        # Worked out once per run, on first use (see _create and _created_blanks).
+        self._create_plans: dict[Side, tuple[list[CreateStep], WriteValidator]] = {}
+        self._blank_prints: dict[Side, Mapping[str, str]] = {}
 
     # ------------------------------------------------------------------ setup
     async def execute(self) -> None:
@@ -403,10 +422,12 @@ class _Run:
         settled_since = self._checks_settled_since(side)
         for ids in self.store.iter_failing(side, self.chunk):
             todo = [record_id for record_id in ids if record_id not in self.handled[side]]
+            needed = todo and (not self.dry_run or settled_since is not None)
+            health = self.store.health_for(side, todo) if needed else {}
             if not self.dry_run:
-                todo = self._failed_before_this_run(side, todo)
+                todo = self._failed_before_this_run(todo, health)
             if settled_since is not None and todo:
-                todo = self._not_settled(side, todo, settled_since)
+                todo = self._not_settled(side, todo, health, settled_since)
             if not todo:
                 continue
             try:
@@ -436,11 +457,16 @@ class _Run:
             self.store.set_checks_mark(side, ChecksMark(self.checks_print, self.started))
         return None
 
-    def _not_settled(self, side: Side, ids: list[str], since: datetime) -> list[str]:
+    def _not_settled(
+        self,
+        side: Side,
+        ids: list[str],
+        health: Mapping[str, RecordHealth],
+        since: datetime,
+    ) -> list[str]:
         """The ids to read again. The others failed a local check under these checks and
         have not changed since: they are reported as failing again, as a retry would,
         without reading them (their attempts and last failure stay as they were)."""
-        health = self.store.health_for(side, ids)
         todo: list[str] = []
         for record_id in ids:
             found = health.get(record_id)
@@ -886,18 +912,12 @@ class _Run:
 
     def _create(self, side: Side, record: Record) -> CreateWork | None:
         target = other(side)
-        made: dict[Side, tuple[list[CreateStep], WriteValidator]] | None = getattr(
-            self, "_create_steps", None
-        )
-        if made is None:
-            made = {}
-            self._create_steps = made
-        plan = made.get(side)
+        plan = self._create_plans.get(side)
         if plan is None:
             validator = validator_for(
                 self.ends[target].schema, self._rules(target, True), create=True
             )
-            plan = made[side] = (
+            plan = self._create_plans[side] = (
                 create_steps(self.mappings, side, self.kinds, validator),
                 validator,
             )
@@ -925,13 +945,9 @@ class _Run:
         only flow from `target` (nothing is sent for them, so the new record holds a blank):
         what deciding the new pair would store (`fp_else` is the sending side's print), so
         reading the new record back is an echo. Worked out once per run."""
-        made: dict[Side, Mapping[str, str]] | None = getattr(self, "_blank_prints", None)
-        if made is None:
-            made = {}
-            self._blank_prints = made
-        prints = made.get(target)
+        prints = self._blank_prints.get(target)
         if prints is None:
-            prints = made[target] = MappingProxyType(
+            prints = self._blank_prints[target] = MappingProxyType(
                 {
                     mapping.key: fingerprint(canonical(None, self.kinds[mapping.key]))
                     for mapping in self.mappings
@@ -1183,9 +1199,9 @@ class _Run:
         if side in self.leaving:
             self.handled[side].add(record_id)
 
-    def _failed_before_this_run(self, side: Side, ids: list[str]) -> list[str]:
-        health = self.store.health_for(side, ids)
-
+    def _failed_before_this_run(
+        self, ids: list[str], health: Mapping[str, RecordHealth]
+    ) -> list[str]:
         def earlier(record_id: str) -> bool:
             found = health.get(record_id)
             failed_at = _utc(found.last_failure_at) if found else None

@@ -15,6 +15,10 @@ from datasync.state.sql import SqlStateStore, _Cursor
 # reason leads the message, so the operator's Synced condition and its run-failure metric
 # carry it (StateStoreFull is worth its own alert).
 _UNAVAILABLE = "StateStoreUnavailable"
+_LOCKED = (
+    _UNAVAILABLE,
+    "another process holds it locked: is another sync of this connection running?",
+)
 _ADVICE = {
     "SQLITE_FULL": (
         "StateStoreFull",
@@ -22,14 +26,8 @@ _ADVICE = {
         "state in PostgreSQL",
     ),
     "SQLITE_READONLY": (_UNAVAILABLE, "it is read-only: the sync needs to write to it"),
-    "SQLITE_BUSY": (
-        _UNAVAILABLE,
-        "another process holds it locked: is another sync of this connection running?",
-    ),
-    "SQLITE_LOCKED": (
-        _UNAVAILABLE,
-        "another process holds it locked: is another sync of this connection running?",
-    ),
+    "SQLITE_BUSY": _LOCKED,
+    "SQLITE_LOCKED": _LOCKED,
     "SQLITE_CORRUPT": (
         _UNAVAILABLE,
         "the file is damaged: restore the volume from a backup, or delete the file to let the "

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from datasync.api.models import Side
 from datasync.state import Pair, open_store
-from datasync.state.sql import SqlStateStore
+from datasync.state.sql import _UPSERT_PAIR, SqlStateStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 IDS = st.sampled_from([f"id{n}" for n in range(8)])
@@ -39,11 +39,7 @@ def one_pair_at_a_time(store: SqlStateStore, pairs: list[Pair]) -> None:
                 (store.connection, pair.destination_id, pair.source_id),
             )
             store._run(
-                "INSERT INTO datasync_pairs "
-                "(connection, source_id, destination_id, fingerprint, synced_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (connection, source_id) DO UPDATE SET "
-                "destination_id = excluded.destination_id, "
-                "fingerprint = excluded.fingerprint, synced_at = excluded.synced_at",
+                _UPSERT_PAIR,
                 (
                     store.connection,
                     pair.source_id,
