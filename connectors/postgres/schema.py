@@ -141,6 +141,18 @@ def options_from_check(definition: str) -> tuple[str, ...] | None:
 
 # ------------------------------------------------------------------ createTable DDL
 
+# A UUIDv7 (RFC 9562: 48 bits of Unix milliseconds, then random bits) as text, built from
+# PostgreSQL 13+ built-ins (`uuidv7()` arrives only in 18). New ids land at the right edge
+# of the primary-key index, and of the state store's pair index, instead of on a random
+# page of each: a million random ids made both indexes rewrite most of their pages.
+# set_bit numbers bits from the least significant of each byte: 52 and 53 turn
+# gen_random_uuid's version nibble 0100 into 0111; its variant bits are already 10.
+TIME_ORDERED_UUID = sql.SQL(
+    "(encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
+    "substring(int8send((extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) "
+    "FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid::text)"
+)
+
 # One generic trigger function per schema: the column to touch is the trigger's argument,
 # so no column name is ever spliced into a function body.
 TOUCH_FUNCTION = "datasync_touch_updated_at"
@@ -169,8 +181,8 @@ def create_table_statements(
 ) -> list[sql.Composed]:
     reserved = {id_column, identity_column, updated_at_column}
     columns = [
-        sql.SQL("{} text PRIMARY KEY DEFAULT gen_random_uuid()::text").format(
-            sql.Identifier(id_column)
+        sql.SQL("{} text PRIMARY KEY DEFAULT {}").format(
+            sql.Identifier(id_column), TIME_ORDERED_UUID
         ),
         sql.SQL("{} text UNIQUE").format(sql.Identifier(identity_column)),
     ]

@@ -763,6 +763,21 @@ async def test_create_table_builds_a_table_whose_trigger_moves_updated_at(
         after = await cursor.fetchone()
         assert before is not None and after is not None and after[0] > before[0]
         await conn.execute("INSERT INTO crm.memberships VALUES ('vip', %s)", [created.record_id])
+    # Its ids are time-ordered UUIDs (version 7), so new rows land at the end of indexes.
+    async with PostgresConnector(
+        settings_, {"dsn": postgres_dsn}, AuthType.APP_PARAMETERS
+    ) as connector:
+        before_ms = int(datetime.now(UTC).timestamp() * 1000)
+        later = await connector.create(
+            "contacts", [{"email": f"v7-{n}@example.com"} for n in range(300)]
+        )
+        after_ms = int(datetime.now(UTC).timestamp() * 1000)
+    ids = [uuid.UUID(str(result.record_id)) for result in later]
+    assert {(u.version, u.variant) for u in ids} == {(7, uuid.RFC_4122)}
+    assert len(set(ids)) == 300
+    stamps = [u.int >> 80 for u in ids]  # the leading 48 bits: Unix milliseconds
+    assert before_ms <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= after_ms
+    assert uuid.UUID(str(created.record_id)).int >> 80 <= stamps[0]
     # A second connector finds the existing table and does not recreate it.
     async with PostgresConnector(
         settings_, {"dsn": postgres_dsn}, AuthType.APP_PARAMETERS
