@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
+import orjson
+
 from datasync.connector import RecordError
 
 from .schema import DECIMAL_TYPES, INTEGER_TYPES, TIMESTAMP_TYPES, Column
@@ -55,7 +57,7 @@ def check_value(column: Column, value: Any) -> RecordError | None:
                 f"the value for {column.name!r} is not valid UTF-8",
                 "22021",
             )
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, (float, dict, list)) and not _finite(value):
         return _error(
             "InvalidFormat", column, f"the value for {column.name!r} is not a finite number"
         )
@@ -166,6 +168,17 @@ def _parses(value: Any, parse: Any) -> bool:
     return True
 
 
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in the value (JSON has no spelling for them)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
@@ -175,7 +188,16 @@ def _json_default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, allow_nan=False)
+    """JSON text for PostgreSQL: orjson, as every batch written is encoded (about ten
+    times faster than json). check_value has refused NaN first: orjson writes it as null."""
+    try:
+        return orjson.dumps(value, default=_json_default, option=_PASSTHROUGH).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which json can write
+        return json.dumps(value, default=_json_default, allow_nan=False)
+
+
+# Dates and times go through _json_default, as isoformat() writes them.
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def to_json_value(value: Any) -> Any:

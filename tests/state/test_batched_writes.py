@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -50,12 +51,15 @@ def one_pair_at_a_time(store: SqlStateStore, pairs: list[Pair]) -> None:
             )
 
 
-def contents(store: SqlStateStore) -> list[tuple[str, str, str, str]]:
+def contents(store: SqlStateStore) -> list[tuple[str, str, Any, str]]:
+    """The stored rows, each fingerprint as the JSON value it spells (not its spacing)."""
     rows = store._run(
         "SELECT source_id, destination_id, fingerprint, synced_at FROM datasync_pairs "
         "ORDER BY source_id"
     ).fetchall()
-    return [tuple(row) for row in rows]
+    return [
+        (source, destination, json.loads(print_), at) for source, destination, print_, at in rows
+    ]
 
 
 @settings(max_examples=300, deadline=None)
