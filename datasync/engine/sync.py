@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -197,6 +197,9 @@ class CreateWork:
     target: Side
     validated: Validated
     fingerprint: dict[str, str]
+
+
+RejectedWork = tuple[CreateWork, RecordError]  # a create that failed its checks, and why
 
 
 @dataclass
@@ -626,9 +629,9 @@ class _Run:
             reasons[record.id] = reason
         return reasons
 
-    async def plan(
-        self, side: Side, records: list[Record]
-    ) -> tuple[list[PairWork], list[CreateWork]]:
+    async def plan(self, side: Side, records: list[Record]) -> tuple[list[PairWork], list[Record]]:
+        """What to do with `records`: the pairs to decide and write, and the records whose
+        counterparts are to be created."""
         here, there = self.ends[side], self.ends[other(side)]
         pairs = self.store.pairs_for(side, [record.id for record in records])
         eligibility = await self.scope(side, records)
@@ -741,8 +744,7 @@ class _Run:
 
         self.exclude(side, excluded, records)
         self.exclude(other(side), there_excluded, extra)
-        create_works = [self._create(side, record) for record in creates]
-        return works, [work for work in create_works if work is not None]
+        return works, creates
 
     def _without_echoes(
         self, side: Side, paired: list[Record], pairs: dict[str, Pair]
@@ -958,7 +960,7 @@ class _Run:
 
     # ------------------------------------------------------------------ writes
     async def write(
-        self, side: Side, works: list[PairWork], creates: list[CreateWork]
+        self, side: Side, works: list[PairWork], creates: list[Record]
     ) -> datetime | None:
         hold: datetime | None = None
         target = other(side)
@@ -968,53 +970,84 @@ class _Run:
         self._commit_pairs(side, works)
         return hold
 
-    async def _write_creates(self, side: Side, creates: list[CreateWork]) -> datetime | None:
+    async def _write_creates(self, side: Side, records: list[Record]) -> datetime | None:
+        """Create the counterparts of `records` in batches, three steps overlapping: while
+        the app writes a batch, the next batch's payloads are worked out (between records
+        the event loop lets that write go on), and the batch before's state writes run in
+        a worker thread. The store is touched by nothing else meanwhile: a batch's records
+        that fail their checks are recorded once the previous state writes are done. Each
+        batch's pairs are committed in their own transaction as soon as that thread gets to
+        them."""
         target = other(side)
         counts = self.report.counts(target)
-        hold: datetime | None = None
-        ready: list[CreateWork] = []
-        for work in creates:
-            if work.validated.error is not None:
-                counts.failed += 1
-                self.fail(side, work.record.id, work.validated.error, _sent_values(work))
-            else:
-                ready.append(work)
         connector = self.ends[target].connector
-        # The state writes of one batch run in a worker thread while the next batch is
-        # written to the app (the store is touched by nothing else meanwhile); each batch's
-        # pairs are committed in their own transaction as soon as that thread gets to them.
+        hold: datetime | None = None
         pending: asyncio.Future[None] | None = None
+        batches = self._create_batches(side, records, connector.max_batch_size)
         try:
-            for batch in chunks(ready, connector.max_batch_size):
-                self.progress.started(target, "writing")
-                if self.dry_run:
-                    counts.created += len(batch)
-                    self.progress.advance(len(batch))
-                    continue
-                try:
-                    results = await connector.create(
-                        self.object_type, [work.validated.payload for work in batch]
+            batch = await anext(batches, None)
+            while batch is not None:
+                ready, rejected = batch
+                writing = None
+                if ready:
+                    self.progress.started(target, "writing")
+                if ready and not self.dry_run:
+                    writing = asyncio.ensure_future(
+                        connector.create(self.object_type, [w.validated.payload for w in ready])
                     )
-                except RetriableError as exc:
+                try:
+                    batch = await anext(batches, None)
+                finally:
+                    # Also when working out the next batch failed: this one is recorded.
+                    outcome = await _outcome(writing) if writing is not None else None
                     if pending is not None:
                         await pending
                         pending = None
-                    for work in batch:
+                    for work, error in rejected:
                         counts.failed += 1
-                        self.fail(side, work.record.id, RecordError(exc.reason, str(exc)), ())
-                    hold = _min(hold, min(work.record.modified_at for work in batch))
-                    continue
-                if pending is not None:
-                    await pending
-                    pending = None
-                self.progress.advance(len(batch))
-                ops, batch_hold = self._created(side, batch, results)
-                hold = _min(hold, batch_hold)
-                pending = asyncio.ensure_future(asyncio.to_thread(_apply, self.store, ops))
+                        self.fail(side, work.record.id, error, _sent_values(work))
+                    if self.dry_run:
+                        counts.created += len(ready)
+                        self.progress.advance(len(ready))
+                    elif isinstance(outcome, RetriableError):
+                        for work in ready:
+                            counts.failed += 1
+                            error = RecordError(outcome.reason, str(outcome))
+                            self.fail(side, work.record.id, error, ())
+                        hold = _min(hold, min(work.record.modified_at for work in ready))
+                    elif outcome is not None:
+                        self.progress.advance(len(ready))
+                        ops, batch_hold = self._created(side, ready, outcome)
+                        hold = _min(hold, batch_hold)
+                        pending = asyncio.ensure_future(asyncio.to_thread(_apply, self.store, ops))
         finally:
+            await batches.aclose()
             if pending is not None:
                 await pending
         return hold
+
+    async def _create_batches(
+        self, side: Side, records: list[Record], size: int
+    ) -> AsyncGenerator[tuple[list[CreateWork], list[RejectedWork]]]:
+        """The create works for `records`: batches of up to `size` ready to send, each with
+        the works that failed their checks on the way."""
+        ready: list[CreateWork] = []
+        rejected: list[RejectedWork] = []
+        for index, record in enumerate(records):
+            if index % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # a write in flight sends and receives meanwhile
+            work = self._create(side, record)
+            if work is None:
+                continue
+            if work.validated.error is not None:
+                rejected.append((work, work.validated.error))
+                continue
+            ready.append(work)
+            if len(ready) == size:
+                yield ready, rejected
+                ready, rejected = [], []
+        if ready or rejected:
+            yield ready, rejected
 
     def _created(
         self, side: Side, batch: list[CreateWork], results: list[WriteResult]
@@ -1251,6 +1284,20 @@ _SKIP_MESSAGES = {
     "CounterpartDeleted": "the matched record was deleted in the other app; deletions are "
     "not mirrored",
 }
+
+
+# How many create payloads are worked out between two turns of the event loop: a turn lets
+# a write in flight send the rest of its batch or take its answer.
+_YIELD_EVERY = 50
+
+
+async def _outcome(
+    writing: asyncio.Future[list[WriteResult]],
+) -> list[WriteResult] | RetriableError:
+    try:
+        return await writing
+    except RetriableError as exc:
+        return exc
 
 
 def _apply(store: StateStore, ops: list[Callable[[], object]]) -> None:
