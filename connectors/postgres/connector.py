@@ -3,7 +3,7 @@
 One `psycopg.AsyncConnection` per connector, autocommit off, one explicit transaction per
 operation (per page for reads). Identifiers are always composed with `psycopg.sql`;
 values always travel as parameters (rows as one JSON array that PostgreSQL turns into rows
-of the table's own type with `jsonb_populate_recordset`, so every column gets its type).
+of the table's own type with `json_populate_recordset`, so every column gets its type).
 """
 
 from __future__ import annotations

@@ -762,6 +762,17 @@ async def test_create_table_builds_a_table_whose_trigger_moves_updated_at(
         cursor = await conn.execute("SELECT updated_at FROM crm.people")
         after = await cursor.fetchone()
         assert before is not None and after is not None and after[0] > before[0]
+        # Another writer's insert gets a current time, whatever time it brings.
+        await conn.execute(
+            "INSERT INTO crm.people (email, updated_at) VALUES ('old@example.com', "
+            "'2001-01-01'), ('null@example.com', NULL)"
+        )
+        cursor = await conn.execute(
+            "SELECT count(*) FROM crm.people WHERE email IN ('old@example.com', "
+            "'null@example.com') AND updated_at > %s",
+            [after[0]],
+        )
+        assert await cursor.fetchone() == (2,)
         await conn.execute("INSERT INTO crm.memberships VALUES ('vip', %s)", [created.record_id])
     # Its ids are time-ordered UUIDs (version 7), so new rows land at the end of indexes.
     async with PostgresConnector(
