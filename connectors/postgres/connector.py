@@ -69,6 +69,18 @@ CONTACT_FIELDS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """The columns a read selects (id and updated_at first), and where the fields asked
+    for are among them (a record's fields are those, and only those)."""
+
+    columns: list[str]
+    fields: list[tuple[int, str]]
+
+    def column_list(self) -> sql.Composed:
+        return sql.SQL(", ").join(sql.Identifier(name) for name in self.columns)
+
+
 @dataclass
 class _Row:
     """One record of a write batch that passed the client-side checks."""
@@ -256,8 +268,8 @@ class PostgresConnector(Connector):
                 )
         return self._table
 
-    def _select_list(self, table: TableInfo, fields: Sequence[str]) -> list[str]:
-        wanted = list(fields) if fields else list(table.columns)
+    def _select_list(self, table: TableInfo, fields: Sequence[str]) -> _Selection:
+        wanted = list(dict.fromkeys(fields)) if fields else list(table.columns)
         unknown = [name for name in wanted if name not in table.columns]
         if unknown:
             raise ConfigurationError(
@@ -266,23 +278,24 @@ class PostgresConnector(Connector):
                 field=unknown[0],
             )
         head = [table.id_column, table.updated_at_column]
-        return head + [name for name in dict.fromkeys(wanted) if name not in head]
+        columns = head + [name for name in wanted if name not in head]
+        asked = set(wanted)
+        return _Selection(
+            columns, [(index, name) for index, name in enumerate(columns) if name in asked]
+        )
 
-    def _record(self, table: TableInfo, columns: list[str], row: TupleRow) -> Record:
-        values = dict(zip(columns, row, strict=True))
-        modified = values[table.updated_at_column]
+    def _record(self, selection: _Selection, row: TupleRow) -> Record:
+        # The id and updated_at columns come first (see _select_list).
+        modified = row[1]
         if not isinstance(modified, datetime):
             modified = NEVER  # a NULL updated_at (only read by id or lookup)
         elif modified.tzinfo is None:
             modified = modified.replace(tzinfo=UTC)
-        return Record(
-            id=str(values[table.id_column]),
-            fields={
-                name: value if type(value) in _JSON_READY else to_json_value(value)
-                for name, value in values.items()
-            },
-            modified_at=modified,
-        )
+        fields = {}
+        for index, name in selection.fields:
+            value = row[index]
+            fields[name] = value if type(value) in _JSON_READY else to_json_value(value)
+        return Record(id=str(row[0]), fields=fields, modified_at=modified)
 
     def _normalize_id(self, table: TableInfo, record_id: str) -> Any:
         """The id as the id column's Python type, or None when it cannot be such an id."""
@@ -339,9 +352,9 @@ class PostgresConnector(Connector):
         self._check_object(object_type)
         async with self._session() as connection:
             table = await self._table_info(connection)
-        columns = self._select_list(table, fields)
+        selection = self._select_list(table, fields)
         select = sql.SQL("SELECT {columns} FROM {table}").format(
-            columns=sql.SQL(", ").join(sql.Identifier(name) for name in columns),
+            columns=selection.column_list(),
             table=table.ident,
         )
         updated_at = sql.Identifier(table.updated_at_column)
@@ -361,7 +374,7 @@ class PostgresConnector(Connector):
         params: dict[str, Any] = {"limit": self.page_size, "since": since}
         rows = await self._query(select + first_filter + order, params)
         while rows:
-            records = [self._record(table, columns, row) for row in rows]
+            records = [self._record(selection, row) for row in rows]
             upcoming: asyncio.Task[list[TupleRow]] | None = None
             if len(rows) >= self.page_size:
                 last = rows[-1]
@@ -386,9 +399,9 @@ class PostgresConnector(Connector):
         self._check_object(object_type)
         async with self._session() as connection:
             table = await self._table_info(connection)
-        columns = self._select_list(table, fields)
+        selection = self._select_list(table, fields)
         query = sql.SQL("SELECT {columns} FROM {table} WHERE {id} = ANY(%s)").format(
-            columns=sql.SQL(", ").join(sql.Identifier(name) for name in columns),
+            columns=selection.column_list(),
             table=table.ident,
             id=sql.Identifier(table.id_column),
         )
@@ -399,7 +412,7 @@ class PostgresConnector(Connector):
                 continue
             rows = await self._query(query, [keys])
             for row in rows:
-                record = self._record(table, columns, row)
+                record = self._record(selection, row)
                 found[record.id] = record
         ordered = [found.pop(str(self._normalize_id(table, i)), None) for i in ids]
         return [record for record in ordered if record is not None]
@@ -415,7 +428,7 @@ class PostgresConnector(Connector):
                 f"table {self._display_table!r} has no column {field!r} to look records up by",
                 field=field,
             )
-        columns = self._select_list(table, fields)
+        selection = self._select_list(table, fields)
         target = sql.Identifier(field)
         if table.columns[field].is_text:
             # Case-insensitive (emails); uses an index on lower(col) when there is one.
@@ -425,7 +438,7 @@ class PostgresConnector(Connector):
         else:
             condition = sql.SQL("{col}::text = ANY(%s::text[])").format(col=target)
         query = sql.SQL("SELECT {columns} FROM {table} WHERE {condition} ORDER BY {id}").format(
-            columns=sql.SQL(", ").join(sql.Identifier(name) for name in columns),
+            columns=selection.column_list(),
             table=table.ident,
             condition=condition,
             id=sql.Identifier(table.id_column),
@@ -435,7 +448,7 @@ class PostgresConnector(Connector):
         for chunk in _chunks([v for v in values if v is not None], self.max_batch_size):
             rows = await self._query(query, [list(chunk)])
             for row in rows:
-                record = self._record(table, columns, row)
+                record = self._record(selection, row)
                 if record.id not in seen:
                     seen.add(record.id)
                     records.append(record)

@@ -480,6 +480,13 @@ async def test_read_by_ids_leaves_out_missing_ones(
     assert [r.id for r in records] == [ids[2], ids[0]]
     assert records[0].fields["email"] == "contact2@example.com"
     assert set(records[0].fields) >= {"id", "email", "updated_at", "score"}
+    # Fields asked for are the fields a record has, the id and updated_at columns included
+    # only when asked for.
+    [named] = await connector.read("contacts", [ids[1]], ["score", "email", "score"])
+    assert named.fields == {"email": "contact1@example.com", "score": named.fields["score"]}
+    [with_time] = await connector.read("contacts", [ids[1]], ["updated_at"])
+    assert list(with_time.fields) == ["updated_at"]
+    assert with_time.fields["updated_at"] == with_time.modified_at.isoformat()
     with pytest.raises(ConfigurationError) as unknown:
         await connector.read("contacts", ids, ["no_such_column"])
     assert unknown.value.field == "no_such_column"
