@@ -125,7 +125,11 @@ class Warehouse:
                         json.dumps({"type": "RECORD", "stream": "contacts", "record": record})
                         + "\n"
                     )
-            connection.execute("ANALYZE contacts")
+            # A table in use has been vacuumed: its rows' visibility is settled. Without
+            # this, whoever reads a freshly copied table first (the datasync run, before the
+            # Singer target reads its file) pays the one-time hint-bit writes: about 6 s
+            # at 1M.
+            connection.execute("VACUUM (ANALYZE) contacts")
         self.load_seconds = time.perf_counter() - started
         return dsn, singer
 
