@@ -59,7 +59,10 @@ def check_value(column: Column, value: Any) -> RecordError | None:
             )
     if isinstance(value, (float, dict, list)) and not _finite(value):
         return _error(
-            "InvalidFormat", column, f"the value for {column.name!r} is not a finite number"
+            "InvalidFormat",
+            column,
+            f"the value for {column.name!r} is or holds a number that is not finite "
+            "(NaN or infinity)",
         )
     kind = column.data_type
     if kind == "boolean":
