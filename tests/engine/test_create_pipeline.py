@@ -34,7 +34,7 @@ class SlowCreates(MemoryConnector):
 
 class OneThreadAtATime(SqliteStateStore):
     """A state store that counts statements run while another thread was running one
-    (each takes a little while, so that an overlap cannot slip through unnoticed)."""
+    (each takes a little while, so that an overlap is hard to miss)."""
 
     def __init__(self, path: str) -> None:
         self._guard = threading.Lock()
