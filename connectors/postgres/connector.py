@@ -126,7 +126,7 @@ class PostgresConnector(Connector):
     creates_are_upserts = True
     # Rows per read_changed / list page: four write batches, so the engine records one
     # batch's pairs while the next is written (only the last batch's wait is not hidden).
-    page_size: int = 4000
+    page_size: int = 8000
 
     def __init__(
         self,
