@@ -319,9 +319,10 @@ class _Run:
         self.list_refreshed: set[Side] = set()  # sides whose list the store mirrors now
         self.checks_print = ""  # the spec and both schemas: see retry_failing
         self.commit_seconds = commit_seconds
-        # Worked out once per run, on first use (see _create and _created_blanks).
+        # Worked out once per run, on first use (see _create, _created_blanks and _rules).
         self._create_plans: dict[Side, tuple[list[CreateStep], WriteValidator]] = {}
         self._blank_prints: dict[Side, Mapping[str, str]] = {}
+        self._rules_made: dict[tuple[Side, bool], Mapping[str, FieldRule]] = {}
 
     # ------------------------------------------------------------------ setup
     async def execute(self) -> None:
@@ -891,12 +892,7 @@ class _Run:
     def _rules(self, target: Side, create: bool) -> Mapping[str, FieldRule]:
         # One object per (target, create) for the whole run: validate_write compiles its
         # checks once per rules object.
-        made: dict[tuple[Side, bool], Mapping[str, FieldRule]] | None = getattr(
-            self, "_rules_made", None
-        )
-        if made is None:
-            made = {}
-            self._rules_made = made
+        made = self._rules_made
         rules = made.get((target, create))
         if rules is None:
             schema = self.ends[target].schema
@@ -979,7 +975,6 @@ class _Run:
         batch's pairs are committed in their own transaction as soon as that thread gets to
         them."""
         target = other(side)
-        counts = self.report.counts(target)
         connector = self.ends[target].connector
         hold: datetime | None = None
         pending: asyncio.Future[None] | None = None
@@ -1003,28 +998,39 @@ class _Run:
                     if pending is not None:
                         await pending
                         pending = None
-                    for work, error in rejected:
-                        counts.failed += 1
-                        self.fail(side, work.record.id, error, _sent_values(work))
-                    if self.dry_run:
-                        counts.created += len(ready)
-                        self.progress.advance(len(ready))
-                    elif isinstance(outcome, RetriableError):
-                        for work in ready:
-                            counts.failed += 1
-                            error = RecordError(outcome.reason, str(outcome))
-                            self.fail(side, work.record.id, error, ())
-                        hold = _min(hold, min(work.record.modified_at for work in ready))
-                    elif outcome is not None:
-                        self.progress.advance(len(ready))
-                        ops, batch_hold = self._created(side, ready, outcome)
-                        hold = _min(hold, batch_hold)
+                    ops, batch_hold = self._settle_batch(side, ready, rejected, outcome)
+                    hold = _min(hold, batch_hold)
+                    if ops:
                         pending = asyncio.ensure_future(asyncio.to_thread(_apply, self.store, ops))
         finally:
             await batches.aclose()
             if pending is not None:
                 await pending
         return hold
+
+    def _settle_batch(
+        self,
+        side: Side,
+        ready: list[CreateWork],
+        rejected: list[RejectedWork],
+        outcome: list[WriteResult] | RetriableError | None,
+    ) -> tuple[list[Callable[[], object]], datetime | None]:
+        """Count and report a batch of creates (`outcome` is None when nothing was sent):
+        the state writes it still needs, and the hold for the watermark."""
+        counts = self.report.counts(other(side))
+        for work, error in rejected:
+            counts.failed += 1
+            self.fail(side, work.record.id, error, _sent_values(work))
+        if isinstance(outcome, RetriableError):
+            for work in ready:
+                counts.failed += 1
+                self.fail(side, work.record.id, RecordError(outcome.reason, str(outcome)), ())
+            return [], min(work.record.modified_at for work in ready)
+        self.progress.advance(len(ready))
+        if outcome is None:  # a dry run, or only records that failed their checks
+            counts.created += len(ready)
+            return [], None
+        return self._created(side, ready, outcome)
 
     async def _create_batches(
         self, side: Side, records: list[Record], size: int
